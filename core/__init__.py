@@ -1,0 +1,1 @@
+"""Inkscribe's pipeline, one module per stage, no UI: ingest → detect → recognize → layout → store → export."""

@@ -1,0 +1,89 @@
+"""Evaluate: recognizers on labelled line crops, detectors on labelled pages.
+
+Benchmarks, the CLI, the app's Evaluate page and training's validation all score through
+these functions so every number means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from PIL import Image
+
+from core.labels import LabelPage, iter_line_crops, read_labels
+from core.metrics import cer, detection_counts, detection_scores, wer
+
+
+def load_line_set(labels: str | Path, split: str | None = "eval", limit: int | None = None):
+    """(crops, texts) of every labelled line in a split; crops cut as inference cuts them."""
+    pages = read_labels(labels, split=split)
+    crops, texts = [], []
+    for _, line, crop in iter_line_crops(pages):
+        crops.append(crop)
+        texts.append(line.text)
+        if limit and len(texts) >= limit:
+            break
+    return crops, texts
+
+
+def score_lines(references: Sequence[str], hypotheses: Sequence[str]) -> dict:
+    """CER/WER (corpus level), exact-match share, and CER over 4+ character lines."""
+    long_pairs = [(r, h) for r, h in zip(references, hypotheses, strict=True) if len(r.strip()) >= 4]
+    n = len(references)
+    return {
+        "lines": n,
+        "cer": round(cer(references, hypotheses), 4),
+        "wer": round(wer(references, hypotheses), 4),
+        "exact": round(sum(r.strip() == h.strip() for r, h in zip(references, hypotheses, strict=True)) / n, 4)
+        if n
+        else 0.0,
+        "cer_4plus": round(cer([r for r, _ in long_pairs], [h for _, h in long_pairs]), 4),
+    }
+
+
+def evaluate_recognizer(spec: str, crops: Sequence[Image.Image], texts: Sequence[str], keep_lines: bool = False) -> dict:
+    from core.recognize import load_recognizer
+
+    recognizer = load_recognizer(spec)
+    start = time.perf_counter()
+    results = recognizer.recognize(list(crops))
+    elapsed = time.perf_counter() - start
+    hyps = [r.text for r in results]
+    out = {"recognizer": spec, **score_lines(texts, hyps), "lines_per_s": round(len(crops) / elapsed, 2) if elapsed else 0.0}
+    if keep_lines:
+        out["per_line"] = [
+            {"reference": t, "hypothesis": r.text, "confidence": round(r.confidence, 4)}
+            for t, r in zip(texts, results, strict=True)
+        ]
+    return out
+
+
+def evaluate_recognizers(labels: str | Path, split: str, specs: Sequence[str], limit: int | None = None) -> dict:
+    crops, texts = load_line_set(labels, split, limit)
+    return {"models": [evaluate_recognizer(s, crops, texts) for s in specs]}
+
+
+def evaluate_detector(
+    spec: str, pages: Sequence[LabelPage], progress: Callable[[int, int], None] | None = None
+) -> dict:
+    from core.detect import load_detector
+
+    detector = load_detector(spec)
+    counts, seconds = [], 0.0
+    for i, page in enumerate(pages):
+        with Image.open(page.image_path) as img:
+            rgb = img.convert("RGB")
+        start = time.perf_counter()
+        lines = detector.detect([rgb])[0]
+        seconds += time.perf_counter() - start
+        counts.append(detection_counts([ln.points for ln in page.lines], [ln.points for ln in lines]))
+        if progress:
+            progress(i + 1, len(pages))
+    return {"detector": spec, **detection_scores(counts), "s_per_page": round(seconds / max(1, len(pages)), 3)}
+
+
+def evaluate_detectors(labels: str | Path, split: str, specs: Sequence[str]) -> dict:
+    pages = read_labels(labels, split=split)
+    return {"detectors": [evaluate_detector(s, pages) for s in specs]}

@@ -1,0 +1,40 @@
+import pytest
+
+from core.evaluate import score_lines
+from core.metrics import cer, char_diff, detection_counts, detection_scores, wer
+
+
+def box(x0, y0, x1, y1):
+    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+
+
+def test_cer_counts_edits_over_reference_characters():
+    assert cer(["abcd"], ["abcd"]) == 0.0
+    assert cer(["abcd"], ["abxd"]) == pytest.approx(0.25)
+    assert cer(["ab", "cd"], ["ab", ""]) == pytest.approx(0.5)
+    # empty references carry no characters: ignored, not an error
+    assert cer(["", "ab"], ["x", "ab"]) == 0.0
+
+
+def test_wer_and_score_lines():
+    assert wer(["a b c d"], ["a b x d"]) == pytest.approx(0.25)
+    s = score_lines(["ab", "hello world"], ["ab", "hello word"])
+    assert s["lines"] == 2 and s["exact"] == 0.5
+    assert s["cer_4plus"] == pytest.approx(1 / 11, abs=1e-3)
+
+
+def test_char_diff_marks_replacements():
+    ops = char_diff("cat", "cut")
+    assert ("replace", "a", "u") in ops
+
+
+def test_detection_counts_merged_and_split():
+    truth = [box(0, 0, 100, 20), box(0, 30, 100, 50)]
+    # one box over both lines: merged; no match at IoU 0.5
+    c = detection_counts(truth, [box(0, 0, 100, 50)])
+    assert c["tp"] == 0 and c["merged"] == 2
+    # the first line cut in three: split
+    c = detection_counts(truth, [box(0, 0, 33, 20), box(33, 0, 66, 20), box(66, 0, 100, 20), box(0, 30, 100, 50)])
+    assert c["tp"] == 1 and c["split"] == 1
+    s = detection_scores([detection_counts(truth, truth)])
+    assert s["precision"] == s["recall"] == s["f1"] == 1.0
