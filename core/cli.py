@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -16,12 +17,28 @@ from core.errors import InkscribeError
 FORMAT_BY_SUFFIX = {".md": "md", ".markdown": "md", ".txt": "txt", ".json": "json"}
 
 
+def _check_output(path: Path) -> None:
+    """Refuse an output path that can never be written, before any work is done."""
+    if path.is_dir():
+        raise InkscribeError(f"{path}: is a folder; give a file name for the output")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InkscribeError(f"{parent}: is a file, so {path.name} cannot be written inside it")
+            break
+
+
 def _write_atomic(path: Path, text: str) -> None:
     """Write the whole output or nothing: temp file beside it, then rename."""
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # A short temp name: a long output name plus a suffix could exceed the file system's name limit.
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".inkscribe-", suffix=".tmp")
+    tmp = Path(tmp_name)
     try:
-        tmp.write_text(text, encoding="utf-8")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -57,6 +74,11 @@ def cmd_digitize(args: argparse.Namespace) -> int:
     from core.store import Store
 
     fmt = args.format or (FORMAT_BY_SUFFIX.get(Path(args.output).suffix.lower(), "md") if args.output else "md")
+    if args.output:
+        _check_output(Path(args.output))
+        out = Path(args.output).resolve()
+        if any(Path(src).resolve() == out for src in args.inputs):
+            raise InkscribeError(f"{args.output}: is also an input; writing there would destroy it")
     for src in args.inputs:  # fail on a bad input before loading any model
         inspect_source(src)
     engines = Engines.load(args.detector, args.recognizer)
@@ -202,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.settings import configure_process
+    from core.settings import configure_process, get_settings
 
     args = build_parser().parse_args(argv)
     configure_process()
@@ -216,3 +238,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except sqlite3.Error as exc:  # a damaged, locked or full store file
+        print(f"error: the store in {get_settings().home} could not be used ({exc})", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, permissions, name too long: one line, not a traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2

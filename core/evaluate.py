@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from core.ingest import load_image
 from core.labels import LabelPage, iter_line_crops, read_labels
 from core.metrics import cer, detection_counts, detection_scores, wer
 
@@ -73,8 +74,7 @@ def evaluate_detector(
     detector = load_detector(spec)
     counts, seconds = [], 0.0
     for i, page in enumerate(pages):
-        with Image.open(page.image_path) as img:
-            rgb = img.convert("RGB")
+        rgb = load_image(page.image_path)  # the same size limits and colour handling as any input
         start = time.perf_counter()
         lines = detector.detect([rgb])[0]
         seconds += time.perf_counter() - start

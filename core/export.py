@@ -137,3 +137,16 @@ def render(pages: Sequence[PageResult], fmt: str) -> str:
     if fmt == "md":
         return to_markdown(pages)
     return FORMATS[fmt](pages)
+
+
+def page_xml_zip(pages: Sequence[PageResult]) -> bytes:
+    """A zip of PAGE-XML files, one per page, named after the source and page number."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for page in pages:
+            stem = re.sub(r"[^A-Za-z0-9._-]+", "_", page.source.rsplit(".", 1)[0]) or "page"
+            zf.writestr(f"{stem}/page-{page.page:04d}.xml", to_page_xml(page, f"{stem}-page-{page.page:04d}.png"))
+    return buf.getvalue()

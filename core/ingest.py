@@ -7,7 +7,7 @@ clear sentence before anything is written anywhere.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +39,7 @@ class SourceInfo:
 class PageImage:
     source: str
     index: int  # 1-based page number within the source
-    image: Image.Image
+    image: Image.Image | None  # None for a page skipped on purpose (see iter_pages)
 
 
 def sniff(path: Path) -> str:
@@ -68,21 +68,40 @@ def inspect_source(path: str | Path) -> SourceInfo:
         return SourceInfo(p, "pdf", _pdf_page_count(p))
     with _open_image(p) as img:
         frames = getattr(img, "n_frames", 1)
+        limit = get_settings().max_pdf_pages
+        if frames > limit:
+            raise BadInputError(f"{p.name}: {frames} frames is more than the limit of {limit} (INKSCRIBE_MAX_PDF_PAGES)")
+        for n in range(1, frames):  # every frame has its own size: check them all before decoding any
+            _seek_checked(img, n, p)
     return SourceInfo(p, "image", frames)
 
 
-def _pdf_info(path: Path) -> dict:
+def _seek_checked(img: Image.Image, n: int, path: Path) -> None:
+    """Go to frame `n` (no decoding yet) and refuse it when it is too large to decode safely."""
+    try:
+        img.seek(n)
+    except Exception as exc:
+        raise BadInputError(f"{path.name}: the image is damaged or truncated") from exc
+    if img.width * img.height > get_settings().max_image_pixels:
+        raise BadInputError(f"{path.name}: frame {n + 1} is {img.width}×{img.height} pixels, too large to decode safely")
+
+
+def _pdf_info(path: Path, last_page: int | None = None) -> dict:
     from pdf2image import pdfinfo_from_path
     from pdf2image.exceptions import PDFInfoNotInstalledError, PDFPageCountError, PDFSyntaxError
 
     try:
-        return pdfinfo_from_path(str(path), timeout=30)
+        # An absolute path: a file named "-something.pdf" must not reach poppler as an option.
+        return pdfinfo_from_path(str(path.absolute()), timeout=30, first_page=1 if last_page else None,
+                                 last_page=last_page)
     except PDFInfoNotInstalledError as exc:
         raise BadInputError("poppler is not installed (pdfinfo/pdftoppm missing): see README") from exc
     except (PDFPageCountError, PDFSyntaxError, ValueError, UnicodeDecodeError) as exc:
         msg = str(exc).lower()
         if "password" in msg or "encrypt" in msg:
             raise BadInputError(f"{path.name}: the PDF is password-protected; remove the password and try again") from exc
+        if "page count 0" in msg or "wrong page range" in msg:
+            raise BadInputError(f"{path.name}: the PDF has no pages") from exc
         raise BadInputError(f"{path.name}: the PDF is damaged or unreadable") from exc
     except Exception as exc:  # poppler timeouts surface as assorted errors
         raise BadInputError(f"{path.name}: the PDF could not be read ({type(exc).__name__})") from exc
@@ -102,16 +121,18 @@ def _pdf_page_count(path: Path) -> int:
             f"{path.name}: {pages} pages is more than the limit of {settings.max_pdf_pages} "
             "(INKSCRIBE_MAX_PDF_PAGES); split the PDF"
         )
-    size = str(info.get("Page size", ""))
-    try:
-        w_pt, h_pt = (float(v) for v in size.split(" pts")[0].split(" x "))
-    except ValueError:
-        w_pt = h_pt = 0.0
-    pixels = (w_pt / 72 * settings.pdf_dpi) * (h_pt / 72 * settings.pdf_dpi)
-    if pixels > settings.max_image_pixels:
-        raise BadInputError(
-            f"{path.name}: its pages are {w_pt:.0f}×{h_pt:.0f} pt, too large to render safely at {settings.pdf_dpi} dpi"
-        )
+    # `Page size` is page 1 only; every page can have its own size, so ask for all of them.
+    sizes = [str(v) for k, v in _pdf_info(path, last_page=pages).items() if k.startswith("Page") and k.endswith("size")]
+    for n, size in enumerate(sizes or [str(info.get("Page size", ""))], 1):
+        try:
+            w_pt, h_pt = (float(v) for v in size.split(" pts")[0].split(" x "))
+        except ValueError:
+            w_pt = h_pt = 0.0
+        pixels = (w_pt / 72 * settings.pdf_dpi) * (h_pt / 72 * settings.pdf_dpi)
+        if pixels > settings.max_image_pixels:
+            raise BadInputError(
+                f"{path.name}: page {n} is {w_pt:.0f}×{h_pt:.0f} pt, too large to render safely at {settings.pdf_dpi} dpi"
+            )
     return pages
 
 
@@ -152,8 +173,11 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def iter_pages(path: str | Path, info: SourceInfo | None = None) -> Iterator[PageImage]:
-    """Yield the pages of one source as RGB images, rendering one PDF page at a time."""
+def iter_pages(path: str | Path, info: SourceInfo | None = None, skip: Collection[int] = ()) -> Iterator[PageImage]:
+    """Yield the pages of one source as RGB images, rendering one PDF page at a time.
+
+    Page numbers in `skip` are yielded with `image=None` and not rendered (a resumed run).
+    """
     info = info or inspect_source(path)
     p = info.path
     if info.kind == "pdf":
@@ -161,8 +185,11 @@ def iter_pages(path: str | Path, info: SourceInfo | None = None) -> Iterator[Pag
 
         dpi = get_settings().pdf_dpi
         for n in range(1, info.pages + 1):
+            if n in skip:
+                yield PageImage(p.name, n, None)
+                continue
             try:
-                rendered = convert_from_path(str(p), dpi=dpi, first_page=n, last_page=n, timeout=120)
+                rendered = convert_from_path(str(p.absolute()), dpi=dpi, first_page=n, last_page=n, timeout=120)
             except Exception as exc:
                 raise BadInputError(f"{p.name}: page {n} could not be rendered ({type(exc).__name__})") from exc
             if not rendered:
@@ -171,8 +198,11 @@ def iter_pages(path: str | Path, info: SourceInfo | None = None) -> Iterator[Pag
         return
     with _open_image(p) as img:
         for n in range(info.pages):
+            if n + 1 in skip:
+                yield PageImage(p.name, n + 1, None)
+                continue
+            _seek_checked(img, n, p)
             try:
-                img.seek(n)
                 img.load()
                 page = to_rgb(img.copy())
             except Exception as exc:

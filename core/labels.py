@@ -36,12 +36,15 @@ def read_labels(path: str | Path, split: str | None = None, strict: bool = False
         raise BadInputError(f"{p}: no such labels file")
     pages: list[LabelPage] = []
     problems: list[str] = []
-    with open(p, encoding="utf-8") as fh:
-        for n, raw in enumerate(fh, 1):
-            if not raw.strip():
+    with open(p, "rb") as fh:
+        for n, raw_bytes in enumerate(fh, 1):
+            if not raw_bytes.strip():
                 continue
             try:
+                raw = raw_bytes.decode("utf-8")
                 row = json.loads(raw)
+                if not isinstance(row, dict):
+                    raise ValueError("not a JSON object")
                 image = p.parent / row["page"]
                 lines = [
                     LabelLine([(float(x), float(y)) for x, y in ln["points"]], str(ln.get("text", "")))
@@ -49,8 +52,8 @@ def read_labels(path: str | Path, split: str | None = None, strict: bool = False
                 ]
                 if any(len(ln.points) < 3 for ln in lines):
                     raise ValueError("a line has fewer than 3 points")
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                problems.append(f"line {n}: {exc}")
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+                problems.append(f"line {n}: {type(exc).__name__}: {exc}"[:300])
                 continue
             if split and row.get("split", "train") != split:
                 continue
@@ -79,8 +82,11 @@ def iter_line_crops(pages: list[LabelPage], pad: float = 0.0) -> Iterator[tuple[
     from core.geometry import crop_line
 
     for page in pages:
-        with Image.open(page.image_path) as img:
-            rgb = img.convert("RGB")
+        try:
+            with Image.open(page.image_path) as img:
+                rgb = img.convert("RGB")
+        except Exception as exc:  # a damaged or non-image file named in the labels
+            raise BadInputError(f"{page.image_path.name}: the page image is damaged or not an image") from exc
         for line in page.lines:
             try:
                 crop = crop_line(rgb, line.points, pad=pad)

@@ -43,13 +43,16 @@ def write_model_dir(dest: str | Path, manifest: dict, fill: Callable[[Path], Non
         raise ModelError(f"{dest}: a model already exists there; models are never overwritten")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".tmp-{dest.name}-{os.getpid()}-{int(time.time() * 1000)}"
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         fill(tmp)
         manifest = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), **manifest}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
         _fsync_dir(tmp)
         os.rename(tmp, dest)
+    except OSError as exc:  # disk full, permissions: nothing half-written stays, one clear sentence
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ModelError(f"{dest}: the model could not be saved ({exc.strerror or exc}); nothing was kept") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -89,11 +89,14 @@ def digitize(
     should_stop: Callable[[], bool] | None = None,
     keep_partial: bool = True,
     names: Sequence[str] | None = None,
+    resume: bool = True,
 ) -> list[DocumentResult]:
     """Read every page of every input; with a store, keep each page as it is read.
 
     All inputs are inspected first, so a bad file fails before any work or write. With
     `keep_partial=False` a document that fails half-way is removed from the store again.
+    With `resume`, a file whose earlier run was interrupted continues in its document,
+    reading only the pages that are not stored yet.
     """
     infos: list[SourceInfo] = [inspect_source(p) for p in inputs]
     total = sum(i.pages for i in infos)
@@ -102,13 +105,24 @@ def digitize(
     for n, info in enumerate(infos):
         name = names[n] if names else info.path.name
         doc = DocumentResult(info.path)
+        stored_pages: set[int] = set()
         if store is not None:
-            doc.document_id = store.create_document(name, file_sha256(info.path), info.kind, info.pages,
-                                                    engines.detector_spec, engines.recognizer_spec)
+            sha = file_sha256(info.path)
+            unfinished = store.unfinished_document(sha) if resume else None
+            if unfinished is not None:  # an interrupted run of this very file: carry on where it stopped
+                doc.document_id = unfinished
+                stored_pages = {p.page_no for p in store.pages(unfinished)}
+                store.set_document_status(unfinished, "processing")
+            else:
+                doc.document_id = store.create_document(name, sha, info.kind, info.pages,
+                                                        engines.detector_spec, engines.recognizer_spec)
         try:
-            for page in iter_pages(info.path, info):
+            for page in iter_pages(info.path, info, skip=stored_pages):
                 if should_stop and should_stop():
                     raise CancelledError("stopped on request")
+                if page.image is None:  # stored by an earlier, interrupted run
+                    done += 1
+                    continue
                 result = read_page(page.image, engines, name, page.index)
                 if store is not None and doc.document_id is not None:
                     store.add_page(doc.document_id, page.index, page.image, result.lines,

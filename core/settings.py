@@ -7,6 +7,7 @@ counts and offline flags are set on purpose, before torch or ultralytics pick th
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
@@ -102,7 +103,10 @@ def configure_process(threads: int | None = None) -> None:
     global _configured
     settings = get_settings()
     n = threads or settings.threads
-    os.environ.setdefault("OMP_NUM_THREADS", str(n))
+    if threads is not None:
+        os.environ["OMP_NUM_THREADS"] = str(n)
+    else:
+        os.environ.setdefault("OMP_NUM_THREADS", str(n))
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "False")
@@ -110,15 +114,16 @@ def configure_process(threads: int | None = None) -> None:
     os.environ.setdefault("YOLO_CONFIG_DIR", str(settings.yolo_config_dir))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    # ultralytics unpickles .pt files; safe-load refuses checkpoints that would run code.
+    os.environ.setdefault("ULTRALYTICS_SAFE_LOAD", "1")
     if _configured and threads is None:
         return
     _configured = True
-    try:
-        import torch
-
+    # torch reads OMP_NUM_THREADS when it is imported; only a torch that is already loaded
+    # needs telling (importing it here would cost seconds before a bad input is even checked).
+    torch = sys.modules.get("torch")
+    if torch is not None:
         torch.set_num_threads(n)
-    except ImportError:  # torch is optional for the classical engines
-        pass
 
 
 def torch_device(preference: str | None = None) -> str:

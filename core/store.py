@@ -183,6 +183,19 @@ class Store:
             )
             return int(cur.lastrowid)
 
+    def unfinished_document(self, sha256: str) -> int | None:
+        """The latest document made from this file whose reading never finished, if any."""
+        rows = self.query("SELECT id FROM documents WHERE sha256 = ? AND status != 'done' ORDER BY id DESC LIMIT 1",
+                          (sha256,))
+        return int(rows[0]["id"]) if rows else None
+
+    def mark_stale_documents(self, older_than_s: float = 120.0) -> int:
+        """Documents left 'processing' by a reader that died (kill, crash) become 'interrupted'."""
+        with self.transaction() as c:
+            cur = c.execute("UPDATE documents SET status = 'interrupted' WHERE status = 'processing' AND updated_at < ?",
+                            (time.time() - older_than_s,))
+            return cur.rowcount
+
     def set_document_status(self, doc_id: int, status: str) -> None:
         with self.transaction() as c:
             c.execute("UPDATE documents SET status = ?, updated_at = ? WHERE id = ?", (status, time.time(), doc_id))

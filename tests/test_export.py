@@ -3,8 +3,7 @@ import json
 from core.export import escape_md, to_json, to_markdown, to_page_xml, to_text
 from core.geometry import box_points
 from core.layout import order_lines
-from core.types import PageResult
-from core.types import Line
+from core.types import Line, PageResult
 
 
 def page(lines, source="notes.pdf", n=1):

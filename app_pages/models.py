@@ -1,0 +1,82 @@
+"""Models: what each model learned from and how well it reads; activate, rename, delete, roll back."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from app_pages.ui import get_store, model_label, recognizer_options
+from core import jobs
+from core.errors import InkscribeError
+from core.settings import get_settings
+
+store = get_store()
+st.title("Models")
+
+for kind, title in (("recognizer", "Recognizers"), ("detector", "Line finders")):
+    st.subheader(title)
+    st.caption(f"Active: **{model_label(store, kind)}**")
+    rows = store.models(kind)
+    if not rows:
+        st.info("Only the shipped default so far." + (" Fine-tune on the **Fine-tune** page to make your own."
+                                                        if kind == "recognizer" else ""))
+        continue
+    if store.active_model(kind) is not None and st.button("Roll back to the default", key=f"rollback-{kind}"):
+        store.activate_model(kind, None)
+        st.rerun()
+    table = []
+    for m in rows:
+        metrics, trained = json.loads(m["metrics"]), json.loads(m["trained_on"])
+        table.append({"id": m["id"], "name": m["name"], "active": bool(m["active"]),
+                      "trained on": f"{trained.get('lines', '?')} lines, {len(trained.get('documents', []))} docs",
+                      "held-out CER": metrics.get("holdout_cer"), "base CER": metrics.get("base_holdout_cer"),
+                      "val CER": metrics.get("val_cer", metrics.get("best_val_cer")),
+                      "created": pd.to_datetime(m["created_at"], unit="s").strftime("%Y-%m-%d %H:%M"),
+                      "on disk": Path(m["path"]).exists()})
+    st.dataframe(pd.DataFrame(table), hide_index=True)
+    for m in rows:
+        with st.expander(f"{m['name']} (#{m['id']}){' — active' if m['active'] else ''}"):
+            st.json({"path": m["path"], "engine": m["engine"], "base": m["base"],
+                     "trained_on": json.loads(m["trained_on"]), "metrics": json.loads(m["metrics"])}, expanded=False)
+            c1, c2, c3 = st.columns(3)
+            if not m["active"] and c1.button("Activate", key=f"activate-{m['id']}", disabled=not Path(m["path"]).exists()):
+                store.activate_model(kind, m["id"])
+                st.rerun()
+            new_name = c2.text_input("Name", value=m["name"], key=f"name-{m['id']}")
+            if new_name.strip() and new_name.strip() != m["name"] and c2.button("Rename", key=f"rename-{m['id']}"):
+                store.rename_model(m["id"], new_name.strip())
+                st.rerun()
+            sure = c3.checkbox("I am sure", key=f"sure-{m['id']}")
+            if c3.button("Delete", key=f"delete-{m['id']}", disabled=not sure):
+                path = store.delete_model(m["id"])
+                root = get_settings().models_dir.resolve()
+                if path is not None and root in path.resolve().parents:
+                    shutil.rmtree(path, ignore_errors=True)
+                    shutil.rmtree(path.parent / f"{path.name}.work", ignore_errors=True)  # training checkpoint
+                st.rerun()
+
+st.subheader("Re-transcribe a document")
+docs = [d for d in store.documents() if d["pages_done"]]
+if not docs:
+    st.info("No documents yet: upload notes on the **Upload** page.")
+else:
+    st.caption("Reads the document again with another model. Lines you corrected or confirmed are never touched.")
+    names = {d["id"]: d["name"] for d in docs}
+    doc_id = st.selectbox("Document", list(names), format_func=names.get, key="rt-doc")
+    recs = recognizer_options(store)
+    rec = st.selectbox("Recognizer", list(recs), key="rt-model")
+    redetect = st.checkbox("Find the lines again too (new boxes around checked lines are dropped)", key="rt-redetect")
+    if st.button("Re-transcribe", key="rt-go"):
+        try:
+            job_id = jobs.start_job(store, "retranscribe", {"document_id": doc_id, "recognizer": recs[rec],
+                                                             "redetect": bool(redetect)})
+            st.toast(f"Re-transcribing (job {job_id})")
+        except InkscribeError as exc:
+            st.error(str(exc))
+    from app_pages.ui import job_panel
+
+    job_panel(("retranscribe",), "models")

@@ -1,0 +1,80 @@
+"""Benchmark the main job on labelled pages: page CER, line detection P/R/F1, s/page, peak memory.
+
+Page CER: the ground-truth lines sorted top-to-bottom and joined by newlines, against the
+pipeline's text output for the page (one line per detected line, in reading order).
+
+    .venv/bin/python bench/digitize.py --labels ../shared/data/notes/labels.jsonl --split eval \
+        --detector default --recognizer default
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from PIL import Image  # noqa: E402
+
+from core.geometry import bbox  # noqa: E402
+from core.labels import read_labels  # noqa: E402
+from core.metrics import cer, detection_counts, detection_scores  # noqa: E402
+from core.pipeline import Engines, read_page  # noqa: E402
+from core.settings import configure_process  # noqa: E402
+
+
+def reference_text(page) -> str:
+    lines = sorted(page.lines, key=lambda ln: ((bbox(ln.points)[1] + bbox(ln.points)[3]) / 2, bbox(ln.points)[0]))
+    return "\n".join(ln.text for ln in lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--labels", default=str(Path(__file__).resolve().parents[2] / "shared/data/notes/labels.jsonl"))
+    ap.add_argument("--split", default="eval")
+    ap.add_argument("--detector", default="default")
+    ap.add_argument("--recognizer", default="default")
+    ap.add_argument("--limit", type=int, help="only the first N pages")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+
+    configure_process(threads=args.threads)
+    pages = read_labels(args.labels, split=args.split)[: args.limit]
+    t0 = time.perf_counter()
+    engines = Engines.load(args.detector, args.recognizer)
+    load_s = time.perf_counter() - t0
+    refs, hyps, counts, seconds = [], [], [], []
+    for page in pages:
+        with Image.open(page.image_path) as img:
+            rgb = img.convert("RGB")
+        start = time.perf_counter()
+        result = read_page(rgb, engines, page.image_path.name)
+        seconds.append(time.perf_counter() - start)
+        refs.append(reference_text(page))
+        hyps.append("\n".join(ln.text for ln in result.lines))
+        counts.append(detection_counts([ln.points for ln in page.lines], [ln.points for ln in result.lines]))
+    det = detection_scores(counts)
+    out = {
+        "detector": engines.detector_spec,
+        "recognizer": engines.recognizer_spec,
+        "pages": len(pages),
+        "page_cer": round(cer(refs, hyps), 4),
+        "line_precision": det["precision"],
+        "line_recall": det["recall"],
+        "line_f1": det["f1"],
+        "merged": det["merged"],
+        "split": det["split"],
+        "s_per_page": round(sum(seconds) / max(1, len(seconds)), 3),
+        "model_load_s": round(load_s, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "threads": args.threads,
+    }
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+"""Review: which line to check next, saving fixes safely, editing boxes, and what more labels would buy.
+
+The Review page, the jobs and the tests all go through these functions; the page only draws.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+
+from PIL import Image, ImageDraw, ImageFont
+
+from core.errors import InkscribeError
+from core.geometry import bbox, box_points, crop_line
+from core.store import Store
+from core.types import Line
+
+CROP_PAD = 0.08
+STATUS_COLORS = {"new": (220, 60, 40), "corrected": (230, 150, 0), "confirmed": (30, 150, 60)}
+
+
+# -- queues ---------------------------------------------------------------------------------
+def review_queue(store: Store, page_id: int, order: str = "confidence", include_confirmed: bool = True) -> list:
+    """The lines of a page to review: least confident first (unconfirmed before confirmed) or reading order."""
+    rows = store.lines(page_id)
+    if not include_confirmed:
+        rows = [r for r in rows if r["status"] != "confirmed"]
+    if order == "confidence":
+        return sorted(rows, key=lambda r: (r["status"] == "confirmed", r["confidence"], r["position"]))
+    return list(rows)
+
+
+def next_to_fix(store: Store, limit: int = 20, doc_id: int | None = None) -> list:
+    """Unconfirmed lines with the lowest confidence anywhere: where a correction teaches the model most."""
+    sql = ("SELECT l.*, p.page_no, p.document_id, d.name AS document_name FROM lines l JOIN pages p ON l.page_id = p.id"
+           " JOIN documents d ON p.document_id = d.id WHERE l.status != 'confirmed'")
+    params: tuple = ()
+    if doc_id is not None:
+        sql += " AND p.document_id = ?"
+        params = (doc_id,)
+    return store.query(sql + " ORDER BY l.confidence ASC, d.id, p.page_no, l.position LIMIT ?", (*params, limit))
+
+
+def page_progress(store: Store, page_id: int) -> dict:
+    rows = store.lines(page_id)
+    counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("new", "corrected", "confirmed")}
+    return {"lines": len(rows), **counts}
+
+
+# -- saving ---------------------------------------------------------------------------------
+def save_line(store: Store, line_id: int, text: str, seen_text: str | None, confirm: bool = True) -> bool:
+    """Store the user's text; False when someone else changed the line since `seen_text` (nothing written).
+
+    Confirming marks the line confirmed (it joins the dataset); saving without confirming marks
+    a changed line corrected.
+    """
+    row = store.line(line_id)
+    if row is None:
+        raise InkscribeError("this line no longer exists (deleted in another tab?)")
+    text = text.strip()
+    if confirm:
+        status = "confirmed"
+    else:
+        status = "corrected" if text != row["text"] or row["status"] == "corrected" else row["status"]
+    return store.update_line(line_id, text=text, status=status, expected_text=seen_text)
+
+
+# -- images ---------------------------------------------------------------------------------
+def page_image(store: Store, page_id: int) -> Image.Image:
+    page = store.page(page_id)
+    if page is None:
+        raise InkscribeError("this page no longer exists")
+    with Image.open(page.image_path) as img:
+        return img.convert("RGB")
+
+
+def line_points(row) -> list[tuple[float, float]]:
+    return [tuple(p) for p in json.loads(row["points"])]
+
+
+def line_crop(store: Store, row, image: Image.Image | None = None) -> Image.Image | None:
+    image = image or page_image(store, row["page_id"])
+    try:
+        return crop_line(image, line_points(row), pad=CROP_PAD)
+    except ValueError:
+        return None
+
+
+def draw_boxes(image: Image.Image, rows: Sequence, highlight: int | None = None, max_width: int = 1100) -> Image.Image:
+    """The page, scaled down, with each line's box in its status colour and its number (position + 1)."""
+    scale = min(1.0, max_width / image.width)
+    img = image.resize((round(image.width * scale), round(image.height * scale))) if scale < 1 else image.copy()
+    draw = ImageDraw.Draw(img)
+    try:
+        font = ImageFont.truetype("DejaVuSans-Bold.ttf", 14)
+    except OSError:
+        font = ImageFont.load_default()
+    for r in rows:
+        pts = [(x * scale, y * scale) for x, y in line_points(r)]
+        color = STATUS_COLORS.get(r["status"], (0, 0, 200))
+        width = 4 if r["id"] == highlight else 2
+        draw.polygon(pts, outline=(20, 90, 230) if r["id"] == highlight else color, width=width)
+        x0, y0, _, _ = bbox(pts)
+        label = str(r["position"] + 1)
+        tx, ty = max(0, x0 - 2), max(0, y0 - 16)
+        tb = draw.textbbox((tx, ty), label, font=font)
+        draw.rectangle(tb, fill=(255, 255, 255))
+        draw.text((tx, ty), label, fill=color, font=font)
+    return img
+
+
+# -- re-reading -----------------------------------------------------------------------------
+def reread_lines(store: Store, line_ids: Sequence[int], recognizer: str = "default", include_done: bool = False) -> int:
+    """Read lines again with another recognizer; lines the user corrected or confirmed are left alone."""
+    from core.recognize import load_recognizer, resolve_recognizer_spec
+
+    rows = [r for r in (store.line(i) for i in line_ids) if r is not None]
+    if not include_done:
+        rows = [r for r in rows if r["status"] == "new"]
+    if not rows:
+        return 0
+    rec = load_recognizer(recognizer)
+    spec = resolve_recognizer_spec(recognizer)
+    images: dict[int, Image.Image] = {}
+    crops = []
+    for r in rows:
+        if r["page_id"] not in images:
+            images[r["page_id"]] = page_image(store, r["page_id"])
+        crops.append(line_crop(store, r, images[r["page_id"]]))
+    n = 0
+    for r, result in zip(rows, rec.recognize(crops), strict=True):
+        status = "new" if r["status"] == "new" else "corrected"
+        if store.update_line(r["id"], text=result.text, confidence=result.confidence, recognizer=spec, status=status,
+                             source=f"reread:{spec}", expected_text=r["text"]):
+            n += 1
+    return n
+
+
+def reread_page(store: Store, page_id: int, recognizer: str = "default", redetect: bool = False,
+                detector: str = "default", engines=None) -> dict:
+    """Re-read a page's unchecked lines (boxes kept), or with `redetect` find the lines again too.
+
+    Either way lines the user corrected or confirmed stay exactly as they are
+    (Store.replace_page_lines keeps them; new boxes overlapping them are dropped).
+    """
+    kept = [r for r in store.lines(page_id) if r["status"] != "new"]
+    if not redetect:
+        ids = [r["id"] for r in store.lines(page_id) if r["status"] == "new"]
+        return {"changed": reread_lines(store, ids, recognizer), "kept": len(kept)}
+    from core.geometry import iou
+    from core.layout import order_lines
+    from core.pipeline import Engines, read_page
+
+    engines = engines or Engines.load(detector, recognizer)
+    result = read_page(page_image(store, page_id), engines)
+    kept_pts = [line_points(r) for r in kept]
+    fresh = [ln for ln in result.lines if all(iou(ln.points, k) < 0.3 for k in kept_pts)]
+    store.replace_page_lines(page_id, fresh, engines.recognizer_spec, keep_confirmed=True)
+    _renumber(store, page_id, order_lines)
+    return {"changed": len(fresh), "kept": len(kept)}
+
+
+def _renumber(store: Store, page_id: int, order_lines) -> None:
+    """Put a page's lines back in reading order after boxes changed."""
+    rows = store.lines(page_id)
+    lines = [Line(points=line_points(r), text=str(r["id"])) for r in rows]
+    ordered = order_lines(lines)
+    with store.transaction() as c:
+        for pos, ln in enumerate(ordered):
+            c.execute("UPDATE lines SET position = ?, column_no = ?, indent = ? WHERE id = ?",
+                      (pos, ln.column, ln.indent, int(ln.text)))
+
+
+# -- box editing (numeric coordinates; see docs/APP.md for why) -----------------------------
+def _clip(page, x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, float, float]:
+    x0, x1 = sorted((max(0.0, min(float(x0), page.width)), max(0.0, min(float(x1), page.width))))
+    y0, y1 = sorted((max(0.0, min(float(y0), page.height)), max(0.0, min(float(y1), page.height))))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        raise InkscribeError("a box must be at least 2 pixels wide and high inside the page")
+    return x0, y0, x1, y1
+
+
+def add_box(store: Store, page_id: int, x0: float, y0: float, x1: float, y1: float, text: str = "",
+            recognizer: str | None = None) -> int:
+    """A new line box (e.g. a line the detector missed); read with `recognizer` when given."""
+    from core.layout import order_lines
+
+    page = store.page(page_id)
+    if page is None:
+        raise InkscribeError("this page no longer exists")
+    line_id = store.add_line(page_id, box_points(*_clip(page, x0, y0, x1, y1)), text=text)
+    _renumber(store, page_id, order_lines)
+    if recognizer and not text:
+        reread_lines(store, [line_id], recognizer)
+    return line_id
+
+
+def move_box(store: Store, line_id: int, x0: float, y0: float, x1: float, y1: float) -> None:
+    """Move/resize a line's box; its text is kept (re-read it if the words changed)."""
+    row = store.line(line_id)
+    if row is None:
+        raise InkscribeError("this line no longer exists")
+    page = store.page(row["page_id"])
+    store.update_line(line_id, points=box_points(*_clip(page, x0, y0, x1, y1)))
+
+
+def delete_box(store: Store, line_id: int) -> None:
+    store.delete_line(line_id)
+
+
+def merge_lines(store: Store, line_ids: Sequence[int]) -> int:
+    """Merge boxes of one page into one (their union), texts joined in reading order; returns the kept id."""
+    rows = [r for r in (store.line(i) for i in line_ids) if r is not None]
+    if len(rows) < 2:
+        raise InkscribeError("choose at least two lines to merge")
+    if len({r["page_id"] for r in rows}) != 1:
+        raise InkscribeError("only lines of the same page can be merged")
+    rows.sort(key=lambda r: r["position"])
+    pts = [p for r in rows for p in line_points(r)]
+    text = " ".join(r["text"].strip() for r in rows if r["text"].strip())
+    keep = rows[0]
+    status = "corrected" if any(r["status"] != "new" for r in rows) else "new"
+    store.update_line(keep["id"], points=box_points(*bbox(pts)), text=text, status=status,
+                      confidence=min(r["confidence"] for r in rows))
+    for r in rows[1:]:
+        store.delete_line(r["id"])
+    return keep["id"]
+
+
+def split_line(store: Store, line_id: int, at: float = 0.5) -> tuple[int, int]:
+    """Split a box vertically at a share `at` of its width; the text splits at the space nearest that share."""
+    from core.layout import order_lines
+
+    row = store.line(line_id)
+    if row is None:
+        raise InkscribeError("this line no longer exists")
+    if not 0.05 <= at <= 0.95:
+        raise InkscribeError("split at a share of the width between 0.05 and 0.95")
+    x0, y0, x1, y1 = bbox(line_points(row))
+    xs = x0 + (x1 - x0) * at
+    text = row["text"]
+    cut = round(len(text) * at)
+    spaces = [i for i, ch in enumerate(text) if ch == " "]
+    if spaces:
+        cut = min(spaces, key=lambda i: abs(i - cut))
+    left, right = text[:cut].strip(), text[cut:].strip()
+    status = "corrected" if row["status"] != "new" else "new"
+    store.update_line(line_id, points=box_points(x0, y0, xs, y1), text=left, status=status)
+    new_id = store.add_line(row["page_id"], box_points(xs, y0, x1, y1), text=right, position=row["position"] + 1,
+                            status=status)
+    _renumber(store, row["page_id"], order_lines)
+    return line_id, new_id
+
+
+# -- evaluation on held-out lines -----------------------------------------------------------
+def compare_on_holdout(store: Store, specs: Sequence[str], keep_lines: bool = False) -> dict:
+    """CER/WER/exact of recognizers on the held-out confirmed lines (the same scoring as core.evaluate)."""
+    from core.dataset import assign_holdout, holdout_lines, line_crops
+    from core.evaluate import evaluate_recognizer
+
+    assign_holdout(store)
+    rows = holdout_lines(store)
+    pairs = [(r, c) for r, c in zip(rows, line_crops(store, rows), strict=True) if c is not None]
+    if not pairs:
+        return {"lines": 0, "models": []}
+    crops = [c for _, c in pairs]
+    texts = [r["text"] for r, _ in pairs]
+    models = []
+    for spec in specs:
+        res = evaluate_recognizer(spec, crops, texts, keep_lines=keep_lines)
+        if keep_lines:
+            for item, (r, _) in zip(res["per_line"], pairs, strict=True):
+                item.update({"line_id": r["id"], "document": r["document_name"], "page": r["page_no"]})
+        models.append(res)
+    return {"lines": len(pairs), "models": models}
+
+
+# -- learning curve and forecast ------------------------------------------------------------
+def learning_curve(store: Store) -> list[dict]:
+    """One point per fine-tuned recognizer: lines it learned from, its held-out CER and what was forecast."""
+    out = []
+    for m in store.models("recognizer"):
+        metrics = json.loads(m["metrics"])
+        trained = json.loads(m["trained_on"])
+        n = metrics.get("lines_used") or trained.get("lines")
+        if n and metrics.get("holdout_cer") is not None:
+            out.append({"model_id": m["id"], "model": m["name"], "lines": int(n), "cer": float(metrics["holdout_cer"]),
+                        "forecast_cer": metrics.get("forecast_cer"), "base_cer": metrics.get("base_holdout_cer")})
+    return sorted(out, key=lambda p: (p["lines"], p["model_id"]))
+
+
+def fit_power_law(points: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
+    """Least-squares fit of cer = a·n^-b in log space; None with fewer than 2 distinct n."""
+    pts = [(float(n), max(float(c), 1e-4)) for n, c in points if n > 0]
+    if len({n for n, _ in pts}) < 2:
+        return None
+    xs = [math.log(n) for n, _ in pts]
+    ys = [math.log(c) for _, c in pts]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    return math.exp(my - slope * mx), -slope
+
+
+def forecast(store: Store, lines: int) -> dict:
+    """Forecast held-out CER after training on `lines` confirmed lines, from past fine-tunes."""
+    curve = learning_curve(store)
+    fit = fit_power_law([(p["lines"], p["cer"]) for p in curve])
+    if fit is None:
+        return {"ok": False, "cer": None, "points": len(curve), "lines": lines,
+                "message": "too little data for a forecast: it needs two fine-tunes on different numbers of lines"}
+    a, b = fit
+    if b <= 0:
+        return {"ok": False, "cer": None, "points": len(curve), "lines": lines, "a": a, "b": b,
+                "message": "no trend yet: more lines have not lowered the error so far"}
+    value = max(0.0, min(1.0, a * max(1, lines) ** -b))
+    return {"ok": True, "cer": round(value, 4), "points": len(curve), "lines": lines, "a": a, "b": b,
+            "message": f"with {lines} confirmed lines the error rate should be about {value:.1%}"}
