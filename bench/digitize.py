@@ -2,6 +2,8 @@
 
 Page CER: the ground-truth lines sorted top-to-bottom and joined by newlines, against the
 pipeline's text output for the page (one line per detected line, in reading order).
+`page_cer_y_sorted` sorts the pipeline's lines the same way as the ground truth, to show how
+much of the page CER is reading order (margin notes after the main text) rather than reading.
 
     .venv/bin/python bench/digitize.py --labels ../shared/data/notes/labels.jsonl --split eval \
         --detector default --recognizer default
@@ -27,9 +29,10 @@ from core.pipeline import Engines, read_page  # noqa: E402
 from core.settings import configure_process  # noqa: E402
 
 
-def reference_text(page) -> str:
-    lines = sorted(page.lines, key=lambda ln: ((bbox(ln.points)[1] + bbox(ln.points)[3]) / 2, bbox(ln.points)[0]))
-    return "\n".join(ln.text for ln in lines)
+def top_to_bottom(lines) -> str:
+    """Lines sorted by the middle of their box, then left to right, joined by newlines."""
+    ordered = sorted(lines, key=lambda ln: ((bbox(ln.points)[1] + bbox(ln.points)[3]) / 2, bbox(ln.points)[0]))
+    return "\n".join(ln.text for ln in ordered)
 
 
 def main() -> None:
@@ -47,15 +50,16 @@ def main() -> None:
     t0 = time.perf_counter()
     engines = Engines.load(args.detector, args.recognizer)
     load_s = time.perf_counter() - t0
-    refs, hyps, counts, seconds = [], [], [], []
+    refs, hyps, hyps_sorted, counts, seconds = [], [], [], [], []
     for page in pages:
         with Image.open(page.image_path) as img:
             rgb = img.convert("RGB")
         start = time.perf_counter()
         result = read_page(rgb, engines, page.image_path.name)
         seconds.append(time.perf_counter() - start)
-        refs.append(reference_text(page))
+        refs.append(top_to_bottom(page.lines))
         hyps.append("\n".join(ln.text for ln in result.lines))
+        hyps_sorted.append(top_to_bottom(result.lines))
         counts.append(detection_counts([ln.points for ln in page.lines], [ln.points for ln in result.lines]))
     det = detection_scores(counts)
     out = {
@@ -63,6 +67,8 @@ def main() -> None:
         "recognizer": engines.recognizer_spec,
         "pages": len(pages),
         "page_cer": round(cer(refs, hyps), 4),
+        # The same lines sorted like the ground truth: what reading order (columns, margin notes) costs.
+        "page_cer_y_sorted": round(cer(refs, hyps_sorted), 4),
         "line_precision": det["precision"],
         "line_recall": det["recall"],
         "line_f1": det["f1"],

@@ -53,6 +53,8 @@ def _tqdm_progress(desc: str):
         nonlocal bar
         if bar is None:
             bar = tqdm(total=info.get("total_steps"), desc=desc, unit="step", file=sys.stderr, leave=True)
+        if info.get("total_steps"):
+            bar.total = info["total_steps"]
         bar.n = info.get("step", bar.n)
         extra = {k: info[k] for k in ("loss", "val_cer", "message") if info.get(k) is not None}
         if extra:

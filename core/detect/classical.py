@@ -20,7 +20,7 @@ from core.types import Line
 class ClassicalDetector(BaseDetector):
     name = "classical"
 
-    def __init__(self, work_width: int = 1000, ink_threshold: float = 0.0, smear: float = 6):
+    def __init__(self, work_width: int = 1000, ink_threshold: float = 0.0, smear: float = 4):
         self.work_width = work_width
         self.ink_threshold = ink_threshold
         self.smear = smear

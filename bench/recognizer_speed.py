@@ -1,0 +1,117 @@
+"""Recognizer speed on one thread: the default CRNN on real crops, and a TrOCR-small-SIZED model.
+
+The TrOCR model is built from configs with random weights (no hub): its speed, not its
+output, is what is measured. Generation is forced to a fixed number of tokens so the numbers
+compare batch sizes and the KV cache fairly. Prints one JSON object.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/recognizer_speed.py --limit 300 --trocr-lines 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.settings import configure_process  # noqa: E402
+
+NOTES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "notes" / "labels.jsonl"
+
+
+def crnn_speed(crops, heights, batch_sizes) -> list[dict]:
+    from core.recognize.crnn import CRNNRecognizer, load_english_g2
+
+    model, alphabet = load_english_g2()
+    rows = []
+    for h in heights:
+        for bs in batch_sizes:
+            rec = CRNNRecognizer(model, alphabet, h)
+            rec.batch_size = bs
+            rec.recognize(crops[:4])  # warm-up
+            start = time.perf_counter()
+            rec.recognize(crops)
+            dt = time.perf_counter() - start
+            rows.append({"engine": "crnn english_g2", "img_height": h, "batch": bs, "lines": len(crops),
+                         "lines_per_s": round(len(crops) / dt, 2)})
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+def trocr_small_sized():
+    """Random-weight VisionEncoderDecoder with trocr-small-handwritten's shapes (~62 M params)."""
+    import torch
+    from transformers import (
+        TrOCRConfig,
+        VisionEncoderDecoderConfig,
+        VisionEncoderDecoderModel,
+        ViTConfig,
+    )
+
+    torch.manual_seed(0)
+    enc = ViTConfig(image_size=384, patch_size=16, hidden_size=384, num_hidden_layers=12, num_attention_heads=6,
+                    intermediate_size=1536, qkv_bias=True)
+    dec = TrOCRConfig(vocab_size=64044, d_model=256, decoder_layers=6, decoder_attention_heads=8,
+                      decoder_ffn_dim=1024, max_position_embeddings=512, pad_token_id=1, bos_token_id=0,
+                      eos_token_id=2, decoder_start_token_id=2, tie_word_embeddings=False)
+    cfg = VisionEncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)
+    cfg.decoder_start_token_id, cfg.pad_token_id, cfg.eos_token_id = 2, 1, 2
+    model = VisionEncoderDecoderModel(config=cfg).eval()
+    return model
+
+
+def trocr_speed(n_lines: int, tokens: int, batch_sizes) -> list[dict]:
+    import torch
+
+    model = trocr_small_sized()
+    params = sum(p.numel() for p in model.parameters())
+    pixels = torch.randn(n_lines, 3, 384, 384)
+    rows = []
+    for cache in (True, False):
+        for bs in batch_sizes:
+            if not cache and bs != batch_sizes[0]:
+                continue
+            start = time.perf_counter()
+            with torch.inference_mode():
+                for i in range(0, n_lines, bs):
+                    model.generate(pixels[i : i + bs], max_new_tokens=tokens, min_new_tokens=tokens, num_beams=1,
+                                   do_sample=False, use_cache=cache, decoder_start_token_id=2, pad_token_id=1,
+                                   eos_token_id=2)
+            dt = time.perf_counter() - start
+            rows.append({"engine": "trocr-small-sized (random init)", "params_m": round(params / 1e6, 1),
+                         "batch": bs, "kv_cache": cache, "tokens": tokens, "lines": n_lines,
+                         "s_per_line": round(dt / n_lines, 3), "lines_per_s": round(n_lines / dt, 2)})
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--labels", default=str(NOTES))
+    ap.add_argument("--limit", type=int, default=300, help="eval lines for the CRNN")
+    ap.add_argument("--heights", default="48,64")
+    ap.add_argument("--batches", default="1,32")
+    ap.add_argument("--trocr-lines", type=int, default=8)
+    ap.add_argument("--trocr-tokens", type=int, default=30)
+    ap.add_argument("--trocr-batches", default="1,8")
+    ap.add_argument("--skip-trocr", action="store_true")
+    args = ap.parse_args()
+    configure_process(threads=1)
+    import torch
+
+    from core.evaluate import load_line_set
+
+    crops, _ = load_line_set(args.labels, "eval", args.limit)
+    out = {"threads": torch.get_num_threads(),
+           "crnn": crnn_speed(crops, [int(h) for h in args.heights.split(",")],
+                              [int(b) for b in args.batches.split(",")])}
+    if not args.skip_trocr:
+        out["trocr"] = trocr_speed(args.trocr_lines, args.trocr_tokens, [int(b) for b in args.trocr_batches.split(",")])
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

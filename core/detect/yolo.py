@@ -1,0 +1,155 @@
+"""YOLO line detector: an ultralytics model in a model directory (`weights.pt` + manifest).
+
+ultralytics is used fully offline: `ensure_ultralytics_offline()` points its config dir at
+ours and puts the font it insists on there (a copy of Liberation Sans named Arial.ttf), so it
+never tries to download anything. Any YOLO call sets torch to one thread for the whole
+process; we put the process's own thread count back after each call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core.detect import BaseDetector
+from core.errors import ModelError
+from core.geometry import box_points
+from core.settings import configure_process, torch_device
+from core.types import Line
+
+FONT_CANDIDATES = [
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/truetype/liberation2/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+]
+TINY_SIDE = 200  # px: a page smaller than this is probably not a page
+HUGE_PIXELS = 40_000_000
+
+
+def ensure_ultralytics_offline() -> Path:
+    """Set ultralytics' offline flags and config dir, and give it its font; returns the config dir.
+
+    Must run before `import ultralytics` (it reads YOLO_CONFIG_DIR on import); harmless after.
+    """
+    configure_process()
+    cfg = Path(os.environ["YOLO_CONFIG_DIR"]).expanduser()
+    fonts = cfg / "Ultralytics"
+    fonts.mkdir(parents=True, exist_ok=True)
+    arial = fonts / "Arial.ttf"
+    if not arial.exists():
+        for cand in FONT_CANDIDATES:
+            if Path(cand).is_file():
+                tmp = fonts / f".Arial.ttf.{os.getpid()}"
+                shutil.copyfile(cand, tmp)
+                os.replace(tmp, arial)
+                break
+    return cfg
+
+
+def import_yolo():
+    """`ultralytics.YOLO`, imported offline, with Pillow's own `Image.open` put back.
+
+    ultralytics replaces `PIL.Image.open` process-wide with a wrapper that, on any file Pillow
+    cannot identify, tries to import (or install) pi-heif: a bad upload or dataset image would
+    then fail with ModuleNotFoundError instead of Pillow's clear error.
+    """
+    ensure_ultralytics_offline()
+    from PIL import Image
+    from ultralytics import YOLO
+    from ultralytics.utils import patches
+
+    original = getattr(patches, "_image_open", None)
+    if original is not None and Image.open is not original:
+        Image.open = original
+    return YOLO
+
+
+@contextlib.contextmanager
+def keep_threads() -> Iterator[None]:
+    """Undo ultralytics' `torch.set_num_threads(1)` when the call is over."""
+    import torch
+
+    n = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
+
+def page_warnings(img: Image.Image, lines: Sequence[Line]) -> list[str]:
+    """Plain-language hints about pages the detector is likely to get wrong."""
+    out = []
+    if min(img.size) < TINY_SIDE:
+        out.append(f"the image is very small ({img.width}×{img.height} px); lines may be missed")
+    if img.width * img.height > HUGE_PIXELS:
+        out.append(f"the image is very large ({img.width}×{img.height} px); it was scaled down to find lines")
+    if not lines:
+        gray = np.asarray(img.convert("L").resize((64, max(1, round(64 * img.height / max(1, img.width))))))
+        out.append("the page looks blank" if float(gray.std()) < 6 else "no text lines were found on this page")
+    return out
+
+
+class YoloDetector(BaseDetector):
+    """Boxes from an ultralytics detector, as 4-point lines with their confidence."""
+
+    name = "yolo"
+    batch_size = 4
+
+    def __init__(self, path: str | Path, manifest: dict | None = None):
+        from core.modeldir import read_manifest
+
+        self.path = Path(path)
+        self.manifest = manifest if manifest is not None else read_manifest(self.path)
+        self.weights = self.path / self.manifest.get("weights", "weights.pt")
+        if not self.weights.is_file():
+            raise ModelError(f"{self.path}: the detector's weights file {self.weights.name} is missing")
+        self.name = str(self.manifest.get("name") or self.path.name)
+        self.imgsz = int(self.manifest.get("imgsz", 1024))
+        self.conf = float(self.manifest.get("conf", 0.25))
+        self.iou = float(self.manifest.get("iou", 0.5))
+        self.max_det = int(self.manifest.get("max_det", 300))
+        self.last_warnings: list[list[str]] = []  # one list per page of the last detect() call
+        self._model = None
+
+    def _load(self):
+        if self._model is None:
+            with keep_threads():
+                YOLO = import_yolo()  # noqa: N806 - the class, imported late
+                try:
+                    self._model = YOLO(str(self.weights), task="detect")
+                except Exception as exc:  # a corrupt or foreign .pt: say which file
+                    raise ModelError(f"{self.weights}: cannot load this YOLO model ({exc})") from exc
+        return self._model
+
+    def detect(self, images: Sequence[Image.Image]) -> list[list[Line]]:
+        self.last_warnings = []
+        return super().detect(images)
+
+    def _predict(self, images: Sequence[Image.Image]) -> list[list[Line]]:
+        model = self._load()
+        rgb = [img if img.mode == "RGB" else img.convert("RGB") for img in images]
+        with keep_threads():
+            results = model.predict(
+                rgb, imgsz=self.imgsz, conf=self.conf, iou=self.iou, max_det=self.max_det,
+                device=torch_device() if torch_device() != "mps" else "cpu", verbose=False,
+            )
+        out = []
+        for img, res in zip(rgb, results, strict=True):
+            boxes = res.boxes
+            xyxy = boxes.xyxy.cpu().numpy() if boxes is not None else np.zeros((0, 4))
+            confs = boxes.conf.cpu().numpy() if boxes is not None else np.zeros(0)
+            lines = [
+                Line(points=box_points(*(float(v) for v in b)), det_confidence=float(c))
+                for b, c in zip(xyxy, confs, strict=True)
+            ]
+            lines.sort(key=lambda ln: (ln.points[0][1], ln.points[0][0]))
+            self.last_warnings.append(page_warnings(img, lines))
+            out.append(lines)
+        return out

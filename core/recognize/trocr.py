@@ -1,0 +1,124 @@
+"""TrOCR engine: a VisionEncoderDecoderModel + TrOCRProcessor, from a local dir or a hub id.
+
+Generation is bounded by the crop's width (a line cannot hold more characters than its
+aspect ratio allows), so a confused decoder cannot run away; loops that still appear are cut
+by `trim_loops`. Confidence is the mean per-token probability of the generated tokens, the
+same "mean" convention as the CRNN engine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.errors import ModelError
+from core.modeldir import is_model_dir, read_manifest
+from core.recognize import BaseRecognizer, Recognition
+
+ENGINE = "trocr"
+GEN_FILE = "inkscribe_generation.json"
+CHARS_PER_HEIGHT = 3.0  # generous: handwriting rarely fits more than ~2 characters per line height
+_LOOP = re.compile(r"(.{2,}?)\1{3,}")
+
+
+def trim_loops(text: str) -> str:
+    """Collapse a chunk of 2+ characters repeated 4+ times in a row (a decoder loop) to one copy."""
+    return _LOOP.sub(r"\1", text)
+
+
+def max_tokens_for(width: int, height: int, limit: int, per_height: float = CHARS_PER_HEIGHT) -> int:
+    """Token budget for a crop: its width in line-heights × characters per height, plus slack."""
+    return int(max(4, min(limit, math.ceil(per_height * width / max(1, height)) + 4)))
+
+
+class TrOCRRecognizer(BaseRecognizer):
+    batch_size = 8
+
+    def __init__(self, model, processor, name: str = "trocr", no_repeat_ngram_size: int = 0,
+                 chars_per_height: float = CHARS_PER_HEIGHT, num_beams: int = 1):
+        self.model = model.eval()
+        self.processor = processor
+        self.name = name
+        self.no_repeat_ngram_size = no_repeat_ngram_size
+        self.chars_per_height = chars_per_height
+        self.num_beams = num_beams
+
+    @property
+    def token_limit(self) -> int:
+        dec = self.model.config.decoder
+        return int(getattr(dec, "max_position_embeddings", 512) or 512) - 2
+
+    def pixel_values(self, crops: Sequence):
+        images = [c.convert("RGB") for c in crops]
+        return self.processor(images=images, return_tensors="pt").pixel_values
+
+    def _predict(self, crops: Sequence) -> list[Recognition]:
+        import torch
+
+        budget = max(max_tokens_for(c.width, c.height, self.token_limit, self.chars_per_height) for c in crops)
+        kwargs = {"max_new_tokens": budget, "num_beams": self.num_beams, "do_sample": False,
+                  "output_scores": True, "return_dict_in_generate": True, "use_cache": True}
+        if self.no_repeat_ngram_size:
+            kwargs["no_repeat_ngram_size"] = self.no_repeat_ngram_size
+        with torch.inference_mode():
+            out = self.model.generate(self.pixel_values(crops), **kwargs)
+            scores = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+        seqs = out.sequences[:, 1:]  # drop the decoder start token
+        cfg = self.model.generation_config
+        stop = {cfg.eos_token_id, cfg.pad_token_id} - {None}
+        results = []
+        for i in range(seqs.shape[0]):
+            # The batch shares the widest crop's budget; each line is held to its own.
+            own = max_tokens_for(crops[i].width, crops[i].height, self.token_limit, self.chars_per_height)
+            tokens, probs = [], []
+            for tok, s in zip(seqs[i].tolist()[:own], scores[i].tolist()[:own], strict=False):
+                if tok in stop:
+                    break
+                tokens.append(tok)
+                probs.append(math.exp(s))
+            text = self.processor.tokenizer.decode(tokens, skip_special_tokens=True)
+            text = trim_loops(text).strip()
+            conf = sum(probs) / len(probs) if probs and text else 0.0
+            results.append(Recognition(text, float(min(1.0, max(0.0, conf)))))
+        return results
+
+    def save(self, folder: str | Path) -> None:
+        """save_pretrained-style files (model, processor, tokenizer) into an existing folder."""
+        folder = Path(folder)
+        self.model.save_pretrained(folder)
+        self.processor.save_pretrained(folder)
+        (folder / GEN_FILE).write_text(json.dumps({
+            "no_repeat_ngram_size": self.no_repeat_ngram_size, "chars_per_height": self.chars_per_height,
+            "num_beams": self.num_beams}, indent=2))
+
+
+def load_trocr(spec: str | Path, name: str | None = None) -> TrOCRRecognizer:
+    """From an Inkscribe model dir, a plain save_pretrained dir, or a hub id (needs network or cache)."""
+    try:
+        from transformers import TrOCRProcessor, VisionEncoderDecoderModel
+    except ImportError as exc:
+        raise ModelError("the TrOCR engine needs the package transformers") from exc
+    path = Path(str(spec))
+    local = path.is_dir()
+    if local and is_model_dir(path) and read_manifest(path).get("engine") != ENGINE:
+        raise ModelError(f"{path}: not a TrOCR model")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        processor = TrOCRProcessor.from_pretrained(str(spec))
+        model = VisionEncoderDecoderModel.from_pretrained(str(spec))
+    except (OSError, ValueError) as exc:
+        where = "files are missing or unreadable" if local else "is not cached here and cannot be downloaded"
+        raise ModelError(f"{spec}: TrOCR model {where} ({exc.__class__.__name__})") from exc
+    gen = {}
+    if local and (path / GEN_FILE).is_file():
+        gen = json.loads((path / GEN_FILE).read_text())
+    elif not local:
+        gen = {"no_repeat_ngram_size": 3}  # subword hub models: a repeated 3-token run is a loop
+    return TrOCRRecognizer(model, processor, name or (path.name if local else str(spec)),
+                           int(gen.get("no_repeat_ngram_size", 0)), float(gen.get("chars_per_height", CHARS_PER_HEIGHT)),
+                           int(gen.get("num_beams", 1)))

@@ -1,0 +1,238 @@
+"""Train the YOLO line detector: the shipped base model and user fine-tunes from confirmed boxes.
+
+`train_detector` fine-tunes from a labels file into a new versioned model directory (the
+shipped one is never touched), reports progress per epoch, stops on request, resumes an
+interrupted run of the same job, and writes the model atomically so a crash leaves nothing
+that looks like a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from core.errors import BadInputError, CancelledError, ModelError
+from core.labels import LabelPage, read_labels
+from core.modeldir import is_model_dir, next_version_dir, read_manifest, write_model_dir
+from core.settings import get_settings
+from core.synth import yolo_rows
+
+SCRATCH = "yolo11n.yaml"
+# Augmentation for pages of text: no vertical flips or big rotations; keep letter sizes near
+# what the page shows at inference (scale), colour jitter for inks and papers.
+HYP = {
+    "degrees": 1.0, "translate": 0.1, "scale": 0.3, "shear": 0.0, "perspective": 0.0, "flipud": 0.0,
+    "fliplr": 0.0, "mosaic": 1.0, "mixup": 0.0, "hsv_h": 0.3, "hsv_s": 0.5, "hsv_v": 0.3, "close_mosaic": 2,
+}
+
+
+def pages_to_yolo(pages: Sequence[LabelPage], out: Path, prefix: str = "") -> list[Path]:
+    """Link page images into `out/images` and write their boxes to `out/labels`; returns image paths."""
+    from PIL import Image
+
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "labels").mkdir(parents=True, exist_ok=True)
+    paths = []
+    for page in pages:
+        stem = f"{prefix}{page.image_path.stem}"
+        img_link = out / "images" / f"{stem}{page.image_path.suffix.lower()}"
+        if not img_link.exists():
+            try:
+                os.symlink(page.image_path.resolve(), img_link)
+            except OSError:
+                shutil.copyfile(page.image_path, img_link)
+        with Image.open(page.image_path) as img:
+            w, h = img.size
+        rows = yolo_rows([ln.points for ln in page.lines], w, h)
+        (out / "labels" / f"{stem}.txt").write_text("\n".join(rows) + ("\n" if rows else ""))
+        paths.append(img_link)
+    return paths
+
+
+def write_data_yaml(work: Path, train: Sequence[Path], val: Sequence[Path]) -> Path:
+    (work / "train.txt").write_text("".join(f"{p.absolute()}\n" for p in train))
+    (work / "val.txt").write_text("".join(f"{p.absolute()}\n" for p in val))
+    data = work / "data.yaml"
+    # JSON is valid YAML; ultralytics reads it with its YAML loader.
+    data.write_text(json.dumps({"path": str(work.absolute()), "train": "train.txt", "val": "val.txt", "names": {0: "line"}}))
+    return data
+
+
+def run_yolo(
+    model_src: str | Path,
+    data: Path,
+    work: Path,
+    imgsz: int,
+    epochs: int = 100,
+    minutes: float | None = None,
+    batch: int = 8,
+    hyp: dict | None = None,
+    progress: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume: bool = True,
+    **extra,
+) -> tuple[Path, dict]:
+    """Train (or resume) an ultralytics run in `work/run`; returns the weights and a summary.
+
+    One thread, no plots, no dataloader workers: a background job must not starve the app.
+    `nbs=batch`: ultralytics otherwise accumulates gradients up to 64 images per step, which
+    leaves a short CPU run with a few dozen optimizer steps.
+    """
+    from core.detect.yolo import import_yolo, keep_threads
+
+    YOLO = import_yolo()  # noqa: N806 - the class, imported late
+
+    last = work / "run" / "weights" / "last.pt"
+    cancelled = {"flag": False}
+    started = time.time()
+
+    def on_batch_end(trainer) -> None:
+        if should_stop and should_stop():
+            cancelled["flag"] = True
+            trainer.stop = True
+
+    reported = {"epoch": 0}
+
+    def on_epoch_end(trainer) -> None:
+        done = trainer.epoch + 1
+        if not progress or done <= reported["epoch"] or done > trainer.epochs:
+            return  # ultralytics calls this once more after its final validation
+        reported["epoch"] = done
+        elapsed = time.time() - started
+        tloss = getattr(trainer, "tloss", None)
+        try:
+            loss = float(sum(float(v) for v in tloss.values())) if isinstance(tloss, dict) else float(tloss.sum())
+        except (AttributeError, TypeError, ValueError):
+            loss = None
+        metrics = getattr(trainer, "metrics", None) or {}
+        info = {
+            "epoch": done, "total_steps": int(trainer.epochs), "step": done,
+            "loss": round(loss, 4) if loss is not None else None,
+            "eta_s": round(elapsed / max(1, done - trainer.start_epoch) * max(0, trainer.epochs - done), 1),
+            "message": f"epoch {done}/{trainer.epochs}",
+        }
+        if float(metrics.get("metrics/mAP50(B)", 0) or 0) > 0:  # only when a validation ran (val=False)
+            info["map50"] = round(float(metrics["metrics/mAP50(B)"]), 4)
+        progress(info)
+
+    resuming = resume and last.is_file()
+    model = YOLO(str(last if resuming else model_src))
+    model.add_callback("on_train_batch_end", on_batch_end)
+    model.add_callback("on_fit_epoch_end", on_epoch_end)
+    args = dict(
+        data=str(data), imgsz=imgsz, epochs=epochs, batch=batch, device="cpu", workers=0, plots=False,
+        project=str(work.absolute()), name="run", exist_ok=True, verbose=False, amp=False, val=False,
+        patience=1000, seed=0, deterministic=False, nbs=batch, **(HYP | (hyp or {})), **extra,
+    )
+    if minutes:
+        args["time"] = minutes / 60
+    with keep_threads():
+        if resuming:
+            try:
+                model.train(resume=True, data=str(data), workers=0, plots=False, **({"time": args["time"]} if minutes else {}))
+            except AssertionError:  # ultralytics: "training ... is finished, nothing to resume"
+                shutil.rmtree(work / "run", ignore_errors=True)
+                resuming = False
+                model = YOLO(str(model_src))
+                model.add_callback("on_train_batch_end", on_batch_end)
+                model.add_callback("on_fit_epoch_end", on_epoch_end)
+        if not resuming:
+            model.train(**args)
+    if cancelled["flag"]:
+        raise CancelledError("detector training was stopped on request; no model was written")
+    run = work / "run" / "weights"
+    # val=False: the last epoch is the model (best.pt would only be chosen by the final check).
+    best = run / "last.pt" if (run / "last.pt").is_file() else run / "best.pt"
+    if not best.is_file():
+        raise ModelError("detector training ended without producing weights")
+    return best, {"seconds": round(time.time() - started, 1), "resumed": resuming}
+
+
+def _base_weights(base: str) -> tuple[str, dict]:
+    """(weights or yaml to start from, base manifest) for 'default', a model directory or a YAML."""
+    from core.detect import resolve_detector_spec
+
+    if base in ("scratch", SCRATCH) or base.endswith((".yaml", ".yml")):
+        return (SCRATCH if base == "scratch" else base), {}
+    resolved = resolve_detector_spec(base)
+    if resolved == "classical" or not is_model_dir(resolved):
+        if base == "default":  # no shipped YOLO model in this install: start from scratch
+            return SCRATCH, {}
+        raise ModelError(f"{base}: not a YOLO detector model directory")
+    manifest = read_manifest(resolved)
+    if manifest.get("kind") != "detector" or manifest.get("engine") != "yolo":
+        raise ModelError(f"{resolved}: fine-tuning needs a YOLO detector, this is {manifest.get('engine')!r}")
+    return str(Path(resolved) / manifest.get("weights", "weights.pt")), {**manifest, "path": str(resolved)}
+
+
+def _job_key(labels: Path, split: str, base: str, max_minutes: float, out: Path) -> str:
+    st = labels.stat()
+    raw = f"{labels.resolve()}|{st.st_size}|{st.st_mtime_ns}|{split}|{base}|{max_minutes}|{out.resolve()}"
+    return hashlib.sha1(raw.encode()).hexdigest()[:12]
+
+
+def train_detector(
+    labels: str | Path,
+    split: str = "train",
+    base: str = "default",
+    max_minutes: float = 15,
+    out: str | Path | None = None,
+    progress: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume: bool = True,
+    imgsz: int | None = None,
+    batch: int = 4,
+) -> Path:
+    """Fine-tune a YOLO detector on the boxes of `labels` (one split) into a new model directory.
+
+    `out` defaults to the next `detector-vN` under the models dir; an existing directory is
+    never overwritten. An interrupted run of the same job resumes from its last epoch.
+    """
+    labels = Path(labels)
+    pages = read_labels(labels, split=split)
+    pages = [p for p in pages if p.lines]
+    if not pages:
+        raise BadInputError(f"{labels}: no page in split {split!r} has confirmed line boxes to learn from")
+    settings = get_settings()
+    out = Path(out) if out else next_version_dir(settings.models_dir, "detector")
+    if out.exists():
+        raise ModelError(f"{out}: a model already exists there; models are never overwritten")
+    start_from, base_manifest = _base_weights(base)
+    imgsz = int(imgsz or base_manifest.get("imgsz", 640))
+    work = settings.home / "work" / f"detector-{_job_key(labels, split, base, max_minutes, out)}"
+    if not resume and work.exists():
+        shutil.rmtree(work)
+    data_dir = work / "data"
+    train_imgs = pages_to_yolo(pages, data_dir)
+    val_imgs = train_imgs[: min(len(train_imgs), 6)]  # a quick sanity check, not a held-out score
+    data = write_data_yaml(work, train_imgs, val_imgs)
+    if progress:
+        progress({"message": f"fine-tuning the detector on {len(pages)} pages", "step": 0})
+    # Fine-tuning starts from a trained model: a lower learning rate and a short warm-up.
+    hyp = {"lr0": 0.002, "warmup_epochs": 0.5, "optimizer": "AdamW"} if start_from != SCRATCH else {}
+    best, info = run_yolo(
+        start_from, data, work, imgsz=imgsz, epochs=200, minutes=max_minutes, batch=batch, hyp=hyp,
+        progress=progress, should_stop=should_stop, resume=resume,
+    )
+    manifest = {
+        "kind": "detector",
+        "engine": "yolo",
+        "name": out.name,
+        "base": base_manifest.get("name", start_from) if base_manifest else start_from,
+        "weights": "weights.pt",
+        "imgsz": imgsz,
+        "conf": float(base_manifest.get("conf", 0.25)),
+        "iou": float(base_manifest.get("iou", 0.5)),
+        "trained_on": {"labels": str(labels.resolve()), "split": split, "pages": len(pages),
+                       "lines": sum(len(p.lines) for p in pages)},
+        "recipe": {"max_minutes": max_minutes, "batch": batch, "imgsz": imgsz, **HYP, **hyp},
+        "train_seconds": info["seconds"],
+    }
+    write_model_dir(out, manifest, lambda tmp: shutil.copyfile(best, tmp / "weights.pt"))
+    shutil.rmtree(work, ignore_errors=True)  # finished: nothing left to resume
+    return out

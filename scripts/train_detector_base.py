@@ -1,0 +1,136 @@
+"""Train the shipped line detector (models/detector-yolo) from scratch on CPU.
+
+Training data: synthetic note pages (core.synth) + the CC-BY handwriting pages of
+../shared/data/lines-ccby (line polygons → boxes). Never the notes data set.
+Rerunnable: the data set is kept in --work and only missing files are made; an interrupted
+training resumes from its last epoch (ultralytics last.pt).
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/train_detector_base.py --minutes 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.labels import read_labels  # noqa: E402
+from core.modeldir import read_manifest, write_model_dir  # noqa: E402
+from core.settings import REPO_ROOT, configure_process, get_settings  # noqa: E402
+from core.synth import write_yolo_pages  # noqa: E402
+from core.train_detector import HYP, SCRATCH, pages_to_yolo, run_yolo, write_data_yaml  # noqa: E402
+
+CCBY = REPO_ROOT.parent / "shared" / "data" / "lines-ccby"
+
+
+def build_data(work: Path, n_synth: list[int], n_val: int, seeds: list[int], max_side: int,
+               ccby_max: int) -> tuple[Path, dict]:
+    data_dir = work / "data"
+    t = time.time()
+    synth = []
+    for n, seed in zip(n_synth, seeds, strict=True):
+        synth += write_yolo_pages(data_dir, n, seed=seed, max_side=max_side)
+    val = write_yolo_pages(data_dir, n_val, seed=seeds[0] + 1000, max_side=max_side, prefix="val")
+    ccby = []
+    counts = {}
+    for name in ("copiste-dun-jour", "jls-memorials"):
+        labels = CCBY / name / "labels.jsonl"
+        if not labels.is_file():
+            continue
+        # imp_* pages carry a printed paragraph that is not labelled: skip them, our fonts look printed.
+        pages = [p for p in read_labels(labels) if p.lines and not p.image_path.name.startswith("imp_")]
+        pages = pages[:: max(1, -(-len(pages) // max(1, ccby_max)))] if ccby_max < len(pages) else pages
+        ccby += pages_to_yolo(pages, data_dir, prefix=f"{name}_")
+        counts[name] = len(pages)
+    data = write_data_yaml(work, synth + ccby, val)
+    info = {"synthetic_pages": len(synth), "synthetic_seeds": dict(zip(seeds, n_synth, strict=True)),
+            "val_synthetic_pages": len(val),
+            "lines_ccby_pages": counts, "build_seconds": round(time.time() - t, 1)}
+    return data, info
+
+
+def package(src: Path, out: Path, imgsz: int | None, conf: float, history: Path | None = None) -> int:
+    """Ship a trained model with inference settings chosen afterwards (on the notes' train split)."""
+    manifest = read_manifest(src)
+    manifest.pop("created", None)
+    if history:  # earlier stages of a multi-run recipe (the run this one started from)
+        manifest["history"] = json.loads(history.read_text())
+    manifest.update({"name": out.name, "conf": conf, **({"imgsz": imgsz} if imgsz else {}),
+                     "inference_tuned_on": "notes train split (imgsz/conf only; weights never saw notes)"})
+    write_model_dir(out, manifest, lambda tmp: shutil.copyfile(src / "weights.pt", tmp / "weights.pt"))
+    print(f"wrote {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=None, help="data + run dir (default: <home>/work/detector-base)")
+    ap.add_argument("--synth", type=int, nargs="+", default=[600], help="synthetic pages (per seed)")
+    ap.add_argument("--val", type=int, default=12, help="synthetic validation pages")
+    ap.add_argument("--seed", type=int, nargs="+", default=[1], help="synthetic page seeds (one per --synth)")
+    ap.add_argument("--ccby-max", type=int, default=150, help="at most this many pages of each lines-ccby set")
+    ap.add_argument("--max-side", type=int, default=1280, help="longer side of saved synthetic pages")
+    ap.add_argument("--imgsz", type=int, default=640)
+    ap.add_argument("--predict-imgsz", type=int, default=None, help="imgsz written to the manifest")
+    ap.add_argument("--conf", type=float, default=0.25, help="confidence written to the manifest")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--minutes", type=float, default=60)
+    ap.add_argument("--epochs", type=int, default=300, help="upper bound; --minutes decides")
+    ap.add_argument("--warmup", type=float, default=0.5, help="warm-up epochs")
+    ap.add_argument("--close-mosaic", type=int, default=1, help="last epochs without mosaic")
+    ap.add_argument("--init", default=SCRATCH, help="start from these weights (.pt) instead of yolo11n.yaml")
+    ap.add_argument("--out", type=Path, default=REPO_ROOT / "models" / "detector-yolo")
+    ap.add_argument("--fresh", action="store_true", help="do not resume an interrupted run")
+    ap.add_argument("--package", type=Path, default=None,
+                    help="no training: copy this trained model dir to --out with --predict-imgsz/--conf")
+    ap.add_argument("--history", type=Path, default=None, help="with --package: JSON of earlier training stages")
+    args = ap.parse_args(argv)
+    if args.package:
+        return package(args.package, args.out, args.predict_imgsz, args.conf, args.history)
+
+    configure_process(threads=1)
+    work = args.work or get_settings().home / "work" / "detector-base"
+    if args.out.exists():
+        print(f"{args.out} exists; models are never overwritten: move it away first", file=sys.stderr)
+        return 2
+    if args.fresh and (work / "run").exists():
+        shutil.rmtree(work / "run")
+    data, data_info = build_data(work, args.synth, args.val, args.seed, args.max_side, args.ccby_max)
+    print(json.dumps(data_info), flush=True)
+
+    def progress(info: dict) -> None:
+        print(json.dumps(info), flush=True)
+
+    best, info = run_yolo(args.init, data, work, imgsz=args.imgsz, epochs=args.epochs, minutes=args.minutes,
+                          batch=args.batch, progress=progress, resume=not args.fresh, cache="ram",
+                          hyp={"warmup_epochs": args.warmup, "close_mosaic": args.close_mosaic})
+    manifest = {
+        "kind": "detector",
+        "engine": "yolo",
+        "name": args.out.name,
+        "base": Path(args.init).name,
+        "weights": "weights.pt",
+        "imgsz": args.predict_imgsz or args.imgsz,
+        "conf": args.conf,
+        "iou": 0.5,
+        "trained_on": {**data_info, "notes": "never (evaluation only)"},
+        "recipe": {"model": "YOLO11n", "init": str(args.init), "imgsz": args.imgsz, "batch": args.batch,
+                   "minutes": args.minutes, "threads": 1, "device": "cpu", "nbs": args.batch,
+                   **HYP, "warmup_epochs": args.warmup, "close_mosaic": args.close_mosaic,
+                   "command": "scripts/train_detector_base.py " + " ".join(argv if argv is not None else sys.argv[1:])},
+        "train_seconds": info["seconds"],
+        "resumed": info["resumed"],
+        "license_note": "trained on synthetic pages and CC BY 4.0 data, see models/README.md",
+    }
+    write_model_dir(args.out, manifest, lambda tmp: shutil.copyfile(best, tmp / "weights.pt"))
+    print(f"wrote {args.out} ({(args.out / 'weights.pt').stat().st_size / 1e6:.1f} MB) in {info['seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

