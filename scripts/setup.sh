@@ -10,7 +10,8 @@ command -v pdftoppm >/dev/null || apt_pkgs+=(poppler-utils)
 [ -f /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf ] || apt_pkgs+=(fonts-liberation)
 if [ "$mode" = dev ]; then
   command -v chromium >/dev/null || apt_pkgs+=(chromium chromium-driver)
-  [ -d /usr/share/fonts/truetype/humor-sans ] || apt_pkgs+=(fonts-humor-sans fonts-comic-neue fonts-dancingscript fonts-kristi)
+  # the OFL handwriting fonts core/synth.py draws synthetic training pages with
+  [ -d /usr/share/fonts/truetype/humor-sans ] && [ -d /usr/share/fonts/opentype/bwht ] || apt_pkgs+=(fonts-humor-sans fonts-comic-neue fonts-dancingscript fonts-kristi fonts-breip fonts-bwht fonts-ecolier-court fonts-kaushanscript)
 fi
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
