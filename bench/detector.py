@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=15, help="fine-tune time budget")
     ap.add_argument("--out", type=Path, default=Path("/tmp/inkscribe-bench"), help="where fine-tuned models go")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--base", default="default", help="with --finetune: the detector to start from")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
 
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         dest = next_version_dir(args.out, "detector-ft")
         start = time.perf_counter()
-        path = train_detector(args.labels, split="train", base="default", max_minutes=args.minutes, out=dest,
+        path = train_detector(args.labels, split="train", base=args.base, max_minutes=args.minutes, out=dest,
+                              threads=args.threads,
                               progress=lambda p: print(json.dumps(p), file=sys.stderr, flush=True))
         results["finetune"] = {"model": str(path), "seconds": round(time.perf_counter() - start, 1),
                                "max_minutes": args.minutes}

@@ -24,6 +24,18 @@ from core.settings import configure_process  # noqa: E402
 NOTES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "notes" / "labels.jsonl"
 
 
+def best_path_score(spec: str, crops, texts) -> dict:
+    """The same model read without the writer's character model (what the LM adds)."""
+    from core.evaluate import score_lines
+    from core.recognize import load_recognizer
+
+    rec = load_recognizer(spec)
+    if not hasattr(rec, "decode"):
+        return {"cer": None, "cer_4plus": None}
+    frames = [f for i in range(0, len(crops), 32) for f in rec.frame_probs(crops[i : i + 32])]
+    return score_lines(texts, [rec.decode(f, {"beam": 0}).text for f in frames])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--labels", default=str(NOTES))
@@ -34,14 +46,15 @@ def main() -> None:
     ap.add_argument("--recipe", default="{}", help="JSON overrides of the training recipe")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-base", action="store_true", help="do not score the untrained base")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (2 on a quiet 2-core machine)")
     args = ap.parse_args()
-    configure_process(threads=1)
+    configure_process(threads=args.threads)
     from core.train_recognizer import train_recognizer
 
     recipe = json.loads(args.recipe)
     crops, texts = load_line_set(args.labels, "eval")
     results = {"labels": args.labels, "eval_lines": len(texts), "max_minutes": args.max_minutes, "recipe": recipe,
-               "runs": []}
+               "threads": args.threads, "runs": []}
     if not args.skip_base:
         results["base"] = evaluate_recognizer(args.base, crops, texts)
         print(json.dumps({"base": results["base"]}), file=sys.stderr, flush=True)
@@ -59,11 +72,14 @@ def main() -> None:
         wall = time.perf_counter() - start
         manifest = json.loads((path / "inkscribe.json").read_text())
         score = evaluate_recognizer(str(path), crops, texts)
+        greedy = best_path_score(str(path), crops, texts)
         run = {"size": size.strip(), "train_lines": manifest["trained_on"]["lines"], "wall_s": round(wall, 1),
                "steps": manifest["metrics"]["steps"], "epochs": manifest["metrics"]["epochs"],
                "val_cer": manifest["metrics"]["val_cer"], "stopped": manifest["metrics"]["stopped"],
                "eval_cer": score["cer"], "eval_cer_4plus": score["cer_4plus"], "eval_exact": score["exact"],
-               "eval_lines_per_s": score["lines_per_s"], "model": str(path)}
+               "eval_lines_per_s": score["lines_per_s"], "decoding": manifest.get("decoding"),
+               "eval_cer_best_path": greedy["cer"], "eval_cer_4plus_best_path": greedy["cer_4plus"],
+               "model": str(path)}
         results["runs"].append(run)
         print(json.dumps(run), file=sys.stderr, flush=True)
     print(json.dumps(results, indent=2))

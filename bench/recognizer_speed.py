@@ -66,25 +66,27 @@ def trocr_small_sized():
 def trocr_speed(n_lines: int, tokens: int, batch_sizes) -> list[dict]:
     import torch
 
+    from core.recognize.trocr import quantize_int8
+
     model = trocr_small_sized()
     params = sum(p.numel() for p in model.parameters())
     pixels = torch.randn(n_lines, 3, 384, 384)
     rows = []
-    for cache in (True, False):
-        for bs in batch_sizes:
-            if not cache and bs != batch_sizes[0]:
-                continue
-            start = time.perf_counter()
-            with torch.inference_mode():
-                for i in range(0, n_lines, bs):
-                    model.generate(pixels[i : i + bs], max_new_tokens=tokens, min_new_tokens=tokens, num_beams=1,
-                                   do_sample=False, use_cache=cache, decoder_start_token_id=2, pad_token_id=1,
-                                   eos_token_id=2)
-            dt = time.perf_counter() - start
-            rows.append({"engine": "trocr-small-sized (random init)", "params_m": round(params / 1e6, 1),
-                         "batch": bs, "kv_cache": cache, "tokens": tokens, "lines": n_lines,
-                         "s_per_line": round(dt / n_lines, 3), "lines_per_s": round(n_lines / dt, 2)})
-            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    variants = [(True, bs, False) for bs in batch_sizes] + [(False, batch_sizes[0], False)]
+    variants += [(True, bs, True) for bs in batch_sizes]  # int8 dynamic quantisation of the Linear layers
+    for cache, bs, int8 in variants:
+        run = quantize_int8(model) if int8 else model
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for i in range(0, n_lines, bs):
+                run.generate(pixels[i : i + bs], max_new_tokens=tokens, min_new_tokens=tokens, num_beams=1,
+                             do_sample=False, use_cache=cache, decoder_start_token_id=2, pad_token_id=1,
+                             eos_token_id=2)
+        dt = time.perf_counter() - start
+        rows.append({"engine": "trocr-small-sized (random init)", "params_m": round(params / 1e6, 1),
+                     "batch": bs, "kv_cache": cache, "int8": int8, "tokens": tokens, "lines": n_lines,
+                     "s_per_line": round(dt / n_lines, 3), "lines_per_s": round(n_lines / dt, 2)})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return rows
 
 

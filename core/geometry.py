@@ -22,6 +22,18 @@ def box_points(x0: float, y0: float, x1: float, y1: float) -> list[Point]:
     return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
 
 
+def squeeze_width(image: Image.Image, factor: float) -> Image.Image:
+    """The image narrowed by `factor` (height kept), as a line detector with `squeeze_x` sees pages.
+
+    A YOLO head reaches at most 15 strides either side of an anchor; thin lines are caught by
+    stride-8 anchors, so at 640 px a line wider than 240 px comes out cut short. Narrowing the
+    page brings full-width lines within reach while letters keep their height.
+    """
+    if factor <= 1.0:
+        return image
+    return image.resize((max(1, round(image.width / factor)), image.height), Image.Resampling.BILINEAR)
+
+
 def iou(a: Sequence[Point], b: Sequence[Point]) -> float:
     """IoU of the axis-aligned boxes around two polygons (line boxes are near-horizontal)."""
     ax0, ay0, ax1, ay1 = bbox(a)

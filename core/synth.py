@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from core.geometry import bbox, box_points
+from core.geometry import bbox, box_points, squeeze_width
 from core.types import Point
 
 logging.getLogger("fontTools").setLevel(logging.ERROR)
@@ -434,19 +434,21 @@ def yolo_rows(boxes: list[list[Point]], width: int, height: int) -> list[str]:
 
 
 def save_yolo_sample(image: Image.Image, boxes: list[list[Point]], images_dir: Path, labels_dir: Path, stem: str,
-                     max_side: int = 1280) -> None:
-    """Write `images_dir/stem.jpg` (downscaled to `max_side`) and `labels_dir/stem.txt`."""
+                     max_side: int = 1280, squeeze_x: float = 1.0) -> None:
+    """Write `images_dir/stem.jpg` (downscaled to `max_side`, narrowed by `squeeze_x`) and `labels_dir/stem.txt`."""
     scale = min(1.0, max_side / max(image.size))
     rows = yolo_rows(boxes, image.width, image.height)  # normalised, so unaffected by the resize
     if scale < 1:
         image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
+    image = squeeze_width(image, squeeze_x)
     images_dir.mkdir(parents=True, exist_ok=True)
     labels_dir.mkdir(parents=True, exist_ok=True)
     image.convert("RGB").save(images_dir / f"{stem}.jpg", quality=90)
     (labels_dir / f"{stem}.txt").write_text("\n".join(rows) + ("\n" if rows else ""))
 
 
-def write_yolo_pages(out: str | Path, n: int, seed: int = 0, max_side: int = 1280, prefix: str = "synth") -> list[Path]:
+def write_yolo_pages(out: str | Path, n: int, seed: int = 0, max_side: int = 1280, prefix: str = "synth",
+                     squeeze_x: float = 1.0) -> list[Path]:
     """`n` synthetic pages as `out/images/*.jpg` + `out/labels/*.txt`; existing files are kept (rerunnable)."""
     out = Path(out)
     paths = []
@@ -455,6 +457,6 @@ def write_yolo_pages(out: str | Path, n: int, seed: int = 0, max_side: int = 128
         img_path = out / "images" / f"{stem}.jpg"
         if not (img_path.exists() and (out / "labels" / f"{stem}.txt").exists()):
             page = make_page(random.Random(seed * 1_000_003 + i))
-            save_yolo_sample(page.image, page.boxes, out / "images", out / "labels", stem, max_side)
+            save_yolo_sample(page.image, page.boxes, out / "images", out / "labels", stem, max_side, squeeze_x)
         paths.append(img_path)
     return paths

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from core.errors import BadInputError, CancelledError, ModelError
+from core.geometry import squeeze_width
 from core.labels import LabelPage, read_labels
 from core.modeldir import is_model_dir, next_version_dir, read_manifest, write_model_dir
 from core.settings import get_settings
@@ -31,23 +32,34 @@ HYP = {
 }
 
 
-def pages_to_yolo(pages: Sequence[LabelPage], out: Path, prefix: str = "") -> list[Path]:
-    """Link page images into `out/images` and write their boxes to `out/labels`; returns image paths."""
+def pages_to_yolo(pages: Sequence[LabelPage], out: Path, prefix: str = "", squeeze_x: float = 1.0) -> list[Path]:
+    """Put page images in `out/images` and their boxes in `out/labels`; returns image paths.
+
+    Images are linked as they are, or written narrowed by `squeeze_x` for a detector that
+    reads narrowed pages (YOLO labels are normalised, so they hold for both).
+    """
     from PIL import Image
+
+    from core.ingest import load_image
 
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(parents=True, exist_ok=True)
     paths = []
     for page in pages:
         stem = f"{prefix}{page.image_path.stem}"
-        img_link = out / "images" / f"{stem}{page.image_path.suffix.lower()}"
-        if not img_link.exists():
-            try:
-                os.symlink(page.image_path.resolve(), img_link)
-            except OSError:
-                shutil.copyfile(page.image_path, img_link)
         with Image.open(page.image_path) as img:
             w, h = img.size
+        if squeeze_x > 1.0:
+            img_link = out / "images" / f"{stem}.jpg"
+            if not img_link.exists():
+                squeeze_width(load_image(page.image_path), squeeze_x).save(img_link, quality=92)
+        else:
+            img_link = out / "images" / f"{stem}{page.image_path.suffix.lower()}"
+            if not img_link.exists():
+                try:
+                    os.symlink(page.image_path.resolve(), img_link)
+                except OSError:
+                    shutil.copyfile(page.image_path, img_link)
         rows = yolo_rows([ln.points for ln in page.lines], w, h)
         (out / "labels" / f"{stem}.txt").write_text("\n".join(rows) + ("\n" if rows else ""))
         paths.append(img_link)
@@ -75,11 +87,13 @@ def run_yolo(
     progress: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     resume: bool = True,
+    threads: int | None = None,
     **extra,
 ) -> tuple[Path, dict]:
     """Train (or resume) an ultralytics run in `work/run`; returns the weights and a summary.
 
-    One thread, no plots, no dataloader workers: a background job must not starve the app.
+    One thread unless `threads` says otherwise (ultralytics sets one on import), no plots, no
+    dataloader workers: a background job must not starve the app.
     `nbs=batch`: ultralytics otherwise accumulates gradients up to 64 images per step, which
     leaves a short CPU run with a few dozen optimizer steps.
     """
@@ -120,6 +134,10 @@ def run_yolo(
             info["map50"] = round(float(metrics["metrics/mAP50(B)"]), 4)
         progress(info)
 
+    if threads:  # ultralytics' select_device() sets torch to its NUM_THREADS (cores - 1) for CPU training
+        import ultralytics.utils.torch_utils as torch_utils
+
+        torch_utils.NUM_THREADS = threads
     resuming = resume and last.is_file()
     model = YOLO(str(last if resuming else model_src))
     model.add_callback("on_train_batch_end", on_batch_end)
@@ -187,6 +205,7 @@ def train_detector(
     resume: bool = True,
     imgsz: int | None = None,
     batch: int = 4,
+    threads: int | None = None,
 ) -> Path:
     """Fine-tune a YOLO detector on the boxes of `labels` (one split) into a new model directory.
 
@@ -208,7 +227,8 @@ def train_detector(
     if not resume and work.exists():
         shutil.rmtree(work)
     data_dir = work / "data"
-    train_imgs = pages_to_yolo(pages, data_dir)
+    squeeze_x = float(base_manifest.get("squeeze_x", 1.0))  # the base reads narrowed pages: train on them too
+    train_imgs = pages_to_yolo(pages, data_dir, squeeze_x=squeeze_x)
     val_imgs = train_imgs[: min(len(train_imgs), 6)]  # a quick sanity check, not a held-out score
     data = write_data_yaml(work, train_imgs, val_imgs)
     if progress:
@@ -217,7 +237,7 @@ def train_detector(
     hyp = {"lr0": 0.002, "warmup_epochs": 0.5, "optimizer": "AdamW"} if start_from != SCRATCH else {}
     best, info = run_yolo(
         start_from, data, work, imgsz=imgsz, epochs=200, minutes=max_minutes, batch=batch, hyp=hyp,
-        progress=progress, should_stop=should_stop, resume=resume,
+        progress=progress, should_stop=should_stop, resume=resume, threads=threads,
     )
     manifest = {
         "kind": "detector",
@@ -228,6 +248,7 @@ def train_detector(
         "imgsz": imgsz,
         "conf": float(base_manifest.get("conf", 0.25)),
         "iou": float(base_manifest.get("iou", 0.5)),
+        **({"squeeze_x": squeeze_x} if squeeze_x > 1.0 else {}),
         "trained_on": {"labels": str(labels.resolve()), "split": split, "pages": len(pages),
                        "lines": sum(len(p.lines) for p in pages)},
         "recipe": {"max_minutes": max_minutes, "batch": batch, "imgsz": imgsz, **HYP, **hyp},

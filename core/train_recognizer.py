@@ -154,6 +154,8 @@ class CRNNAdapter:
         self.index = {c: i + 1 for i, c in enumerate(self.alphabet)}
         self.ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
         self.frozen = self._freeze(int(recipe.get("freeze_convs", 0)))
+        self.lm = None  # the writer's character model, built by fit_decoder once training is done
+        self.decoding: dict = {"beam": 0}
 
     def _freeze(self, n_convs: int):
         """Freeze the first n conv layers (and what lies between): they see strokes, not letters."""
@@ -235,10 +237,32 @@ class CRNNAdapter:
         model.load_state_dict(state)
         from core.recognize.crnn import CRNNRecognizer
 
-        CRNNRecognizer(model, self.alphabet, self.height, folder.name).save(folder)
+        CRNNRecognizer(model, self.alphabet, self.height, folder.name, lm=self.lm, decoding=self.decoding).save(folder)
+
+    def fit_decoder(self, data: DataSplit, val: list[Sample], state: dict, tune: bool = True) -> None:
+        """Build the writer's character model and choose how much beam search trusts it.
+
+        lm_weight/char_bonus are chosen on the validation pages with a model of the training
+        lines only (so the choice is honest); the saved model then learns from every line.
+        """
+        from core.recognize.charlm import CharNgramLM
+        from core.recognize.crnn import DEFAULT_DECODING, CRNNRecognizer, tune_decoding
+
+        order = int(DEFAULT_DECODING["lm_order"])
+        self.decoding = dict(DEFAULT_DECODING)
+        train_texts = [s.text for s in data.train]
+        if data.val_pages and tune:  # real held-out pages: tune on them (a stop request skips this)
+            model = copy.deepcopy(self.model)
+            model.load_state_dict(state)
+            rec = CRNNRecognizer(model.eval(), self.alphabet, self.height)
+            chosen = tune_decoding(rec, [s.crop for s in val], [s.text for s in val], CharNgramLM.train(train_texts, order))
+            chosen.pop("tried")
+            self.decoding = chosen
+        self.lm = CharNgramLM.train(train_texts + [s.text for s in data.val], order)
 
     def describe(self) -> dict:
-        return {"alphabet_added": self.added, "alphabet_size": len(self.alphabet), "img_height": self.height}
+        return {"alphabet_added": self.added, "alphabet_size": len(self.alphabet), "img_height": self.height,
+                "decoding": self.decoding}
 
 
 class TrOCRAdapter:
@@ -506,6 +530,9 @@ def train_recognizer(
     if cancelled and not state["history"]:
         raise CancelledError(f"training stopped before the first validation; resume with the same output {out}")
 
+    if hasattr(adapter, "fit_decoder"):
+        report({"message": "choosing the decoder on the validation pages"})
+        adapter.fit_decoder(data, val, best_state, tune=not cancelled)
     manifest = {
         "kind": "recognizer",
         "engine": engine,

@@ -25,17 +25,20 @@ from core.settings import REPO_ROOT, configure_process, get_settings  # noqa: E4
 from core.synth import write_yolo_pages  # noqa: E402
 from core.train_detector import HYP, SCRATCH, pages_to_yolo, run_yolo, write_data_yaml  # noqa: E402
 
+# Explicit: ultralytics' "auto" picks MuSGD when epochs x batches > 10,000 (our --epochs bound is
+# high because --minutes decides), and MuSGD's Newton-Schulz steps are several times slower on a CPU.
+OPTIM = {"optimizer": "AdamW", "lr0": 0.002}
 CCBY = REPO_ROOT.parent / "shared" / "data" / "lines-ccby"
 
 
 def build_data(work: Path, n_synth: list[int], n_val: int, seeds: list[int], max_side: int,
-               ccby_max: int) -> tuple[Path, dict]:
+               ccby_max: int, squeeze_x: float = 1.0) -> tuple[Path, dict]:
     data_dir = work / "data"
     t = time.time()
     synth = []
     for n, seed in zip(n_synth, seeds, strict=True):
-        synth += write_yolo_pages(data_dir, n, seed=seed, max_side=max_side)
-    val = write_yolo_pages(data_dir, n_val, seed=seeds[0] + 1000, max_side=max_side, prefix="val")
+        synth += write_yolo_pages(data_dir, n, seed=seed, max_side=max_side, squeeze_x=squeeze_x)
+    val = write_yolo_pages(data_dir, n_val, seed=seeds[0] + 1000, max_side=max_side, prefix="val", squeeze_x=squeeze_x)
     ccby = []
     counts = {}
     for name in ("copiste-dun-jour", "jls-memorials"):
@@ -45,7 +48,7 @@ def build_data(work: Path, n_synth: list[int], n_val: int, seeds: list[int], max
         # imp_* pages carry a printed paragraph that is not labelled: skip them, our fonts look printed.
         pages = [p for p in read_labels(labels) if p.lines and not p.image_path.name.startswith("imp_")]
         pages = pages[:: max(1, -(-len(pages) // max(1, ccby_max)))] if ccby_max < len(pages) else pages
-        ccby += pages_to_yolo(pages, data_dir, prefix=f"{name}_")
+        ccby += pages_to_yolo(pages, data_dir, prefix=f"{name}_", squeeze_x=squeeze_x)
         counts[name] = len(pages)
     data = write_data_yaml(work, synth + ccby, val)
     info = {"synthetic_pages": len(synth), "synthetic_seeds": dict(zip(seeds, n_synth, strict=True)),
@@ -79,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--predict-imgsz", type=int, default=None, help="imgsz written to the manifest")
     ap.add_argument("--conf", type=float, default=0.25, help="confidence written to the manifest")
     ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--squeeze", type=float, default=1.0,
+                    help="narrow pages by this factor before the detector sees them (long lines within reach)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads while training")
     ap.add_argument("--minutes", type=float, default=60)
     ap.add_argument("--epochs", type=int, default=300, help="upper bound; --minutes decides")
     ap.add_argument("--warmup", type=float, default=0.5, help="warm-up epochs")
@@ -93,22 +99,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.package:
         return package(args.package, args.out, args.predict_imgsz, args.conf, args.history)
 
-    configure_process(threads=1)
+    configure_process(threads=args.threads)
     work = args.work or get_settings().home / "work" / "detector-base"
     if args.out.exists():
         print(f"{args.out} exists; models are never overwritten: move it away first", file=sys.stderr)
         return 2
     if args.fresh and (work / "run").exists():
         shutil.rmtree(work / "run")
-    data, data_info = build_data(work, args.synth, args.val, args.seed, args.max_side, args.ccby_max)
+    data, data_info = build_data(work, args.synth, args.val, args.seed, args.max_side, args.ccby_max, args.squeeze)
     print(json.dumps(data_info), flush=True)
 
     def progress(info: dict) -> None:
         print(json.dumps(info), flush=True)
 
     best, info = run_yolo(args.init, data, work, imgsz=args.imgsz, epochs=args.epochs, minutes=args.minutes,
-                          batch=args.batch, progress=progress, resume=not args.fresh, cache="ram",
-                          hyp={"warmup_epochs": args.warmup, "close_mosaic": args.close_mosaic})
+                          batch=args.batch, progress=progress, resume=not args.fresh, cache="ram", threads=args.threads,
+                          hyp={"warmup_epochs": args.warmup, "close_mosaic": args.close_mosaic, **OPTIM})
     manifest = {
         "kind": "detector",
         "engine": "yolo",
@@ -118,10 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         "imgsz": args.predict_imgsz or args.imgsz,
         "conf": args.conf,
         "iou": 0.5,
+        **({"squeeze_x": args.squeeze} if args.squeeze > 1.0 else {}),
         "trained_on": {**data_info, "notes": "never (evaluation only)"},
         "recipe": {"model": "YOLO11n", "init": str(args.init), "imgsz": args.imgsz, "batch": args.batch,
-                   "minutes": args.minutes, "threads": 1, "device": "cpu", "nbs": args.batch,
-                   **HYP, "warmup_epochs": args.warmup, "close_mosaic": args.close_mosaic,
+                   "minutes": args.minutes, "threads": args.threads, "squeeze_x": args.squeeze, "device": "cpu", "nbs": args.batch,
+                   **HYP, "warmup_epochs": args.warmup, "close_mosaic": args.close_mosaic, **OPTIM,
                    "command": "scripts/train_detector_base.py " + " ".join(argv if argv is not None else sys.argv[1:])},
         "train_seconds": info["seconds"],
         "resumed": info["resumed"],

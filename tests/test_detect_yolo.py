@@ -140,7 +140,61 @@ def test_shipped_detector_finds_lines():
 
     detector = load_detector("default")
     assert detector.name == "detector-yolo"
-    page = make_page(random.Random(2024), width=1400)
-    lines = detector.detect([page.image])[0]
-    counts = detection_counts(page.boxes, [ln.points for ln in lines])
-    assert counts["tp"] >= 0.5 * counts["truth"]
+    pages = [make_page(random.Random(seed), width=1400) for seed in (1, 2, 3, 4, 5, 2024)]
+    found = truth = 0
+    for page, lines in zip(pages, detector.detect([p.image for p in pages]), strict=True):
+        counts = detection_counts(page.boxes, [ln.points for ln in lines])
+        found, truth = found + counts["tp"], truth + counts["truth"]
+    assert found >= 0.6 * truth  # 0.74 measured; a broken squeeze or box mapping finds almost none
+
+
+@pytest.fixture(scope="module")
+def squeezed_model(tiny_model, tmp_path_factory):
+    """The tiny model declared as one that reads pages narrowed to half their width."""
+    import shutil
+
+    from core.modeldir import write_model_dir
+
+    path, _ = tiny_model
+    manifest = {**read_manifest(path), "squeeze_x": 2.0, "name": "detector-squeezed"}
+    out = tmp_path_factory.mktemp("squeezed") / "detector-squeezed"
+    return write_model_dir(out, manifest, lambda tmp: shutil.copyfile(path / "weights.pt", tmp / "weights.pt"))
+
+
+def test_squeezed_detector_maps_boxes_back_to_the_page(tiny_model, squeezed_model):
+    from core.geometry import squeeze_width
+
+    page = make_page(random.Random(11), width=480).image
+    plain = load_detector(str(tiny_model[0]))
+    squeezed = load_detector(str(squeezed_model))
+    plain.conf = squeezed.conf = 0.001  # an untrained model: keep every box so there is something to compare
+    on_narrow = plain.detect([squeeze_width(page, 2.0)])[0]
+    on_page = squeezed.detect([page])[0]
+    assert on_narrow and len(on_page) == len(on_narrow)
+    scale = page.width / round(page.width / 2.0)
+    for a, b in zip(on_narrow, on_page, strict=True):  # abs=scale: both are clipped to their own page's edge
+        assert b.points[0][0] == pytest.approx(a.points[0][0] * scale, abs=scale)
+        assert b.points[1][0] == pytest.approx(a.points[1][0] * scale, abs=scale)
+        assert b.points[2][1] == pytest.approx(a.points[2][1], abs=1e-3)
+
+
+def test_fine_tuning_a_squeezed_detector_keeps_its_squeeze(home, labels, squeezed_model, tmp_path):
+    from core.train_detector import train_detector
+
+    out = train_detector(labels, base=str(squeezed_model), max_minutes=0.05, out=tmp_path / "detector-v2", imgsz=160)
+    assert read_manifest(out)["squeeze_x"] == 2.0
+
+
+def test_pages_to_yolo_writes_narrowed_images(labels, tmp_path):
+    from PIL import Image
+
+    from core.labels import read_labels
+    from core.train_detector import pages_to_yolo
+
+    pages = read_labels(labels)
+    paths = pages_to_yolo(pages, tmp_path, squeeze_x=2.0)
+    for page, path in zip(pages, paths, strict=True):
+        with Image.open(page.image_path) as src, Image.open(path) as dst:
+            assert dst.size == (round(src.width / 2), src.height)
+        rows = (tmp_path / "labels" / f"{path.stem}.txt").read_text().split("\n")
+        assert len([r for r in rows if r]) == len(page.lines)  # normalised boxes: the same rows

@@ -44,3 +44,13 @@ def test_crop_line_rejects_empty_box():
 
 def test_bbox():
     assert bbox([(3, 4), (1, 9), (7, 2)]) == (1, 2, 7, 9)
+
+
+def test_squeeze_width_narrows_and_keeps_height():
+    from PIL import Image
+
+    from core.geometry import squeeze_width
+
+    img = Image.new("RGB", (1001, 300), "white")
+    assert squeeze_width(img, 2.0).size == (500, 300)
+    assert squeeze_width(img, 1.0) is img

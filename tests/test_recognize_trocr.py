@@ -55,3 +55,25 @@ def test_confidence_is_high_for_a_confident_model(tmp_path):
 def test_hub_id_offline_is_a_clear_error():
     with pytest.raises(ModelError, match="not cached here"):
         registry._load_uncached("inkscribe-test/not-a-real-model")
+
+
+def test_int8_is_opt_in_and_survives_save_load(tmp_path):
+    import json
+
+    model, processor = tiny_trocr()
+    crops = [render_line("hello"), render_line("int8")]
+    rec = TrOCRRecognizer(model, processor, name="q", int8=True)
+    out = rec.recognize(crops)
+    assert len(out) == 2 and all(0.0 <= r.confidence <= 1.0 for r in out)
+    assert rec._int8_model is not None and rec._int8_model is not rec.model
+    assert isinstance(rec.model.decoder.output_projection, torch_linear())  # the float model is kept for saving
+    (tmp_path / "q").mkdir()
+    rec.save(tmp_path / "q")
+    assert json.loads((tmp_path / "q" / "inkscribe_generation.json").read_text())["int8"] is True
+    assert load_trocr(tmp_path / "q").int8 is True
+
+
+def torch_linear():
+    import torch
+
+    return torch.nn.Linear

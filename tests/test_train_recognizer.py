@@ -58,7 +58,26 @@ def test_crnn_fine_tune_learns_new_characters(tmp_path, labels16):
     assert any("added to the alphabet" in e.get("message", "") for e in events)
     assert manifest["metrics"]["val_cer"] < manifest["metrics"]["base_val_cer"]
     assert manifest["metrics"]["val_cer"] <= 0.1
-    assert {p.name for p in out.iterdir()} >= {"model.safetensors", "config.json", "inkscribe.json"}
+    assert {p.name for p in out.iterdir()} >= {"model.safetensors", "config.json", "inkscribe.json", "charlm.json"}
+    # one page: nothing held out to choose the decoder on, so the measured defaults are kept
+    assert manifest["decoding"]["beam"] == 8 and "val_cer_greedy" not in manifest["decoding"]
+
+
+def test_crnn_decoder_is_chosen_on_held_out_pages(tmp_path):
+    from core.recognize.crnn import load_crnn_dir
+
+    labels = write_labels(tmp_path / "two-pages", [LINES16[:8], LINES16[8:]])
+    out = train_recognizer(labels, base="default", max_minutes=3, out=tmp_path / "crnn-lm",
+                           recipe={**FAST, "batch_size": 8, "max_steps": 6, "val_every_steps": 3})
+    manifest = json.loads((out / "inkscribe.json").read_text())
+    assert manifest["trained_on"]["val_pages"] == 1
+    decoding = manifest["decoding"]
+    assert {"val_cer_greedy", "val_cer_beam", "lm_weight", "char_bonus"} <= set(decoding)
+    assert decoding["beam"] == (8 if decoding["val_cer_beam"] < decoding["val_cer_greedy"] else 0)
+    rec = load_crnn_dir(out)
+    assert rec.lm is not None and rec.decoding["beam"] == decoding["beam"]
+    # the saved character model knows every confirmed line, the held-out page's too
+    assert set(rec.lm.counts[""]) >= set("".join(LINES16))
 
 
 def test_resume_after_stop(tmp_path, labels16):

@@ -19,7 +19,7 @@ from PIL import Image
 
 from core.detect import BaseDetector
 from core.errors import ModelError
-from core.geometry import box_points
+from core.geometry import box_points, squeeze_width
 from core.settings import configure_process, torch_device
 from core.types import Line
 
@@ -115,6 +115,7 @@ class YoloDetector(BaseDetector):
         self.conf = float(self.manifest.get("conf", 0.25))
         self.iou = float(self.manifest.get("iou", 0.5))
         self.max_det = int(self.manifest.get("max_det", 300))
+        self.squeeze_x = max(1.0, float(self.manifest.get("squeeze_x", 1.0)))  # pages are narrowed by this first
         self.last_warnings: list[list[str]] = []  # one list per page of the last detect() call
         self._model = None
 
@@ -135,15 +136,17 @@ class YoloDetector(BaseDetector):
     def _predict(self, images: Sequence[Image.Image]) -> list[list[Line]]:
         model = self._load()
         rgb = [img if img.mode == "RGB" else img.convert("RGB") for img in images]
+        seen = [squeeze_width(img, self.squeeze_x) for img in rgb]
         with keep_threads():
             results = model.predict(
-                rgb, imgsz=self.imgsz, conf=self.conf, iou=self.iou, max_det=self.max_det,
+                seen, imgsz=self.imgsz, conf=self.conf, iou=self.iou, max_det=self.max_det,
                 device=torch_device() if torch_device() != "mps" else "cpu", verbose=False,
             )
         out = []
-        for img, res in zip(rgb, results, strict=True):
+        for img, small, res in zip(rgb, seen, results, strict=True):
             boxes = res.boxes
-            xyxy = boxes.xyxy.cpu().numpy() if boxes is not None else np.zeros((0, 4))
+            xyxy = boxes.xyxy.cpu().numpy().astype(float) if boxes is not None else np.zeros((0, 4))
+            xyxy[:, [0, 2]] *= img.width / small.width
             confs = boxes.conf.cpu().numpy() if boxes is not None else np.zeros(0)
             lines = [
                 Line(points=box_points(*(float(v) for v in b)), det_confidence=float(c))

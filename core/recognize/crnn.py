@@ -16,12 +16,16 @@ import numpy as np
 
 from core.errors import ModelError
 from core.recognize import BaseRecognizer, Recognition
+from core.recognize.charlm import LM_FILE, CharNgramLM, ctc_beam_search
 from core.recognize.preprocess import DEFAULT_HEIGHT, MAX_WIDTH, prepare, to_batch
 
 ENGINE = "crnn"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 NETWORK = {"input_channel": 1, "output_channel": 256, "hidden_size": 256}
+# Beam search with the writer's character model: chosen on held-out notes pages
+# (docs/bench-recognition.md); fine-tuning re-chooses lm_weight/char_bonus on its own validation pages.
+DEFAULT_DECODING = {"beam": 8, "lm_weight": 0.3, "char_bonus": 1.5, "lm_order": 5}
 # english_g2's output alphabet, in order (easyocr.config, 'english_g2' → 'characters').
 ENGLISH_G2_ALPHABET = (
     "0123456789!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~ €ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -140,31 +144,43 @@ class CRNNRecognizer(BaseRecognizer):
     batch_size = 32
 
     def __init__(self, model, alphabet: str, img_height: int = DEFAULT_HEIGHT, name: str = "crnn",
-                 max_width: int = MAX_WIDTH):
+                 max_width: int = MAX_WIDTH, lm: CharNgramLM | None = None, decoding: dict | None = None):
         self.model = model.eval()
         self.alphabet = alphabet
         self.img_height = img_height
         self.max_width = max_width
         self.name = name
+        self.lm = lm  # the writer's character model: beam search with it instead of best path
+        self.decoding = {**DEFAULT_DECODING, **(decoding or {})}
 
     def _predict(self, crops: Sequence) -> list[Recognition]:
+        return [self.decode(frames) for frames in self.frame_probs(crops)]
+
+    def frame_probs(self, crops: Sequence) -> list[np.ndarray]:
+        """Per-line [frames, classes] probabilities over the unpadded part of each crop (one batch)."""
         import torch
 
         arrays = [prepare(c, self.img_height, self.max_width) for c in crops]
         batch, widths = to_batch(arrays)
         with torch.inference_mode():
-            logits = self.model(torch.from_numpy(batch), None)
-            probs = logits.softmax(2).numpy()
-        out = []
-        for i, w in enumerate(widths):
-            text, conf = ctc_greedy(probs[i], self.alphabet, frames_for_width(w, probs.shape[1], batch.shape[3]))
-            out.append(Recognition(text, conf))
-        return out
+            probs = self.model(torch.from_numpy(batch), None).softmax(2).numpy()
+        return [probs[i][: frames_for_width(w, probs.shape[1], batch.shape[3])] for i, w in enumerate(widths)]
+
+    def decode(self, frames: np.ndarray, decoding: dict | None = None) -> Recognition:
+        """Best path, or beam search with the writer's character model when there is one."""
+        opts = decoding or self.decoding
+        text, conf = ctc_greedy(frames, self.alphabet)
+        if self.lm is not None and int(opts.get("beam", 0)) > 1 and text:
+            # confidence stays the best path's: it says how clearly the glyphs read
+            text = ctc_beam_search(frames, self.alphabet, self.lm, float(opts["lm_weight"]),
+                                   float(opts["char_bonus"]), int(opts["beam"]))
+        return Recognition(text, conf)
 
     def config(self) -> dict:
         return {"engine": ENGINE, "alphabet": self.alphabet, "img_height": self.img_height,
                 "max_width": self.max_width, "network": NETWORK, "num_class": len(self.alphabet) + 1,
-                "architecture": "easyocr.model.vgg_model.Model (english_g2, generation2)"}
+                "architecture": "easyocr.model.vgg_model.Model (english_g2, generation2)",
+                "decoding": self.decoding if self.lm is not None else {"beam": 0}}
 
     def save(self, folder: str | Path) -> None:
         """Write weights + config into an existing folder (used inside `write_model_dir`)."""
@@ -174,6 +190,39 @@ class CRNNRecognizer(BaseRecognizer):
         state = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
         save_file(state, str(folder / WEIGHTS_FILE))
         (folder / CONFIG_FILE).write_text(json.dumps(self.config(), indent=2, ensure_ascii=False))
+        if self.lm is not None:
+            self.lm.save(folder)
+
+
+LM_WEIGHTS = (0.2, 0.3, 0.4)
+CHAR_BONUSES = (1.0, 1.5, 2.0)
+
+
+def tune_decoding(rec: CRNNRecognizer, crops: Sequence, refs: Sequence[str], lm: CharNgramLM) -> dict:
+    """Choose how much beam search trusts `lm`, on held-out lines (never the lines `lm` was built from).
+
+    Returns the decoding settings with `val_cer_greedy`, `val_cer_beam` and every setting's CER
+    (`tried`); `beam` is 0 when no setting beats the best path on these lines.
+    """
+    from core.metrics import cer
+
+    saved = rec.lm
+    rec.lm = lm
+    try:
+        frames = [f for i in range(0, len(crops), 32) for f in rec.frame_probs(crops[i : i + 32])]
+
+        def score(opts: dict) -> float:
+            return round(cer(list(refs), [rec.decode(f, opts).text for f in frames]), 4)
+
+        greedy = score({"beam": 0})
+        tried = {(w, b): score({**DEFAULT_DECODING, "lm_weight": w, "char_bonus": b})
+                 for w in LM_WEIGHTS for b in CHAR_BONUSES}
+    finally:
+        rec.lm = saved
+    (w, b), best = min(tried.items(), key=lambda kv: kv[1])
+    return {**DEFAULT_DECODING, "beam": DEFAULT_DECODING["beam"] if best < greedy else 0, "lm_weight": w,
+            "char_bonus": b, "val_cer_greedy": greedy, "val_cer_beam": best,
+            "tried": [{"lm_weight": k[0], "char_bonus": k[1], "cer": v} for k, v in tried.items()]}
 
 
 def frames_for_width(width: int, frames: int, padded_width: int) -> int:
@@ -197,8 +246,12 @@ def load_crnn_dir(path: str | Path, name: str | None = None) -> CRNNRecognizer:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise ModelError(f"{path}: weights do not match config.json's alphabet") from exc
+    try:
+        lm = CharNgramLM.load(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path}: {LM_FILE} is unreadable ({exc.__class__.__name__})") from exc
     return CRNNRecognizer(model, alphabet, int(cfg.get("img_height", DEFAULT_HEIGHT)), name or path.name,
-                          int(cfg.get("max_width", MAX_WIDTH)))
+                          int(cfg.get("max_width", MAX_WIDTH)), lm, cfg.get("decoding"))
 
 
 def default_recognizer() -> CRNNRecognizer:

@@ -34,12 +34,28 @@ def max_tokens_for(width: int, height: int, limit: int, per_height: float = CHAR
     return int(max(4, min(limit, math.ceil(per_height * width / max(1, height)) + 4)))
 
 
+def quantize_int8(model):
+    """A copy of `model` whose Linear layers run in int8 (dynamic quantisation, CPU only).
+
+    TrOCR's time on a CPU is its Linear layers (attention projections, feed-forward, the
+    vocabulary head); int8 weights cut it without retraining. Opt-in per model directory
+    (`inkscribe_generation.json`: `"int8": true`): its effect on accuracy must be checked per model.
+    """
+    import copy
+
+    import torch
+
+    return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+
+
 class TrOCRRecognizer(BaseRecognizer):
     batch_size = 8
 
     def __init__(self, model, processor, name: str = "trocr", no_repeat_ngram_size: int = 0,
-                 chars_per_height: float = CHARS_PER_HEIGHT, num_beams: int = 1):
+                 chars_per_height: float = CHARS_PER_HEIGHT, num_beams: int = 1, int8: bool = False):
         self.model = model.eval()
+        self.int8 = int8
+        self._int8_model = None  # built on first use; self.model stays float (training, saving)
         self.processor = processor
         self.name = name
         self.no_repeat_ngram_size = no_repeat_ngram_size
@@ -63,9 +79,14 @@ class TrOCRRecognizer(BaseRecognizer):
                   "output_scores": True, "return_dict_in_generate": True, "use_cache": True}
         if self.no_repeat_ngram_size:
             kwargs["no_repeat_ngram_size"] = self.no_repeat_ngram_size
+        runner = self.model
+        if self.int8 and str(self.model.device) == "cpu":
+            if self._int8_model is None:
+                self._int8_model = quantize_int8(self.model)
+            runner = self._int8_model
         with torch.inference_mode():
-            out = self.model.generate(self.pixel_values(crops), **kwargs)
-            scores = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+            out = runner.generate(self.pixel_values(crops), **kwargs)
+            scores = runner.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
         seqs = out.sequences[:, 1:]  # drop the decoder start token
         cfg = self.model.generation_config
         stop = {cfg.eos_token_id, cfg.pad_token_id} - {None}
@@ -92,7 +113,7 @@ class TrOCRRecognizer(BaseRecognizer):
         self.processor.save_pretrained(folder)
         (folder / GEN_FILE).write_text(json.dumps({
             "no_repeat_ngram_size": self.no_repeat_ngram_size, "chars_per_height": self.chars_per_height,
-            "num_beams": self.num_beams}, indent=2))
+            "num_beams": self.num_beams, "int8": self.int8}, indent=2))
 
 
 def load_trocr(spec: str | Path, name: str | None = None) -> TrOCRRecognizer:
@@ -121,4 +142,4 @@ def load_trocr(spec: str | Path, name: str | None = None) -> TrOCRRecognizer:
         gen = {"no_repeat_ngram_size": 3}  # subword hub models: a repeated 3-token run is a loop
     return TrOCRRecognizer(model, processor, name or (path.name if local else str(spec)),
                            int(gen.get("no_repeat_ngram_size", 0)), float(gen.get("chars_per_height", CHARS_PER_HEIGHT)),
-                           int(gen.get("num_beams", 1)))
+                           int(gen.get("num_beams", 1)), bool(gen.get("int8", False)))

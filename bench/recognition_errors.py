@@ -1,0 +1,71 @@
+"""Where a recognizer's remaining errors come from, on the notes' eval split.
+
+Rescores one model's eval transcriptions under relaxed comparisons (spaces ignored, case
+folded, lines with characters the model cannot write left out) and lists the worst lines, so
+a recipe change can be aimed at the error that is left. Prints one JSON object.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/recognition_errors.py --recognizer /tmp/model-dir
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.evaluate import evaluate_recognizer, load_line_set, score_lines  # noqa: E402
+from core.metrics import cer  # noqa: E402
+from core.settings import configure_process  # noqa: E402
+
+NOTES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "notes" / "labels.jsonl"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--labels", default=str(NOTES))
+    ap.add_argument("--split", default="eval")
+    ap.add_argument("--recognizer", default="default")
+    ap.add_argument("--worst", type=int, default=25, help="list this many worst lines")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    configure_process(threads=args.threads)
+    from core.recognize import load_recognizer
+
+    crops, texts = load_line_set(args.labels, args.split)
+    result = evaluate_recognizer(args.recognizer, crops, texts, keep_lines=True)
+    lines = result.pop("per_line")
+    refs = [ln["reference"] for ln in lines]
+    hyps = [ln["hypothesis"] for ln in lines]
+    alphabet = set(getattr(load_recognizer(args.recognizer), "alphabet", "") or "")
+
+    def no_space(s: str) -> str:
+        return "".join(s.split())
+
+    long = [i for i, r in enumerate(refs) if len(r.strip()) >= 4]
+    writable = [i for i in long if not alphabet or set(refs[i]) - {" "} <= alphabet]
+    out = {
+        **result,
+        "cer_4plus_no_spaces": round(cer([no_space(refs[i]) for i in long], [no_space(hyps[i]) for i in long]), 4),
+        "cer_4plus_casefold": round(cer([refs[i].casefold() for i in long], [hyps[i].casefold() for i in long]), 4),
+        "cer_4plus_writable": round(cer([refs[i] for i in writable], [hyps[i] for i in writable]), 4),
+        "lines_4plus": len(long),
+        "lines_4plus_with_unwritable_chars": len(long) - len(writable),
+        "by_length": {
+            name: score_lines([refs[i] for i in idx], [hyps[i] for i in idx])
+            for name, idx in (
+                ("1-3", [i for i, r in enumerate(refs) if len(r.strip()) < 4]),
+                ("4-15", [i for i in long if len(refs[i].strip()) < 16]),
+                ("16+", [i for i in long if len(refs[i].strip()) >= 16]),
+            )
+        },
+    }
+    edits = sorted(range(len(refs)), key=lambda i: -cer([refs[i]], [hyps[i]]) * len(refs[i]))
+    out["worst"] = [{"ref": refs[i], "hyp": hyps[i], "conf": lines[i]["confidence"]} for i in edits[: args.worst]]
+    print(json.dumps(out, indent=1, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

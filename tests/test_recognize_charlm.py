@@ -1,0 +1,57 @@
+"""The writer's character model and CTC beam search with it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.recognize.charlm import CharNgramLM, ctc_beam_search
+from core.recognize.crnn import ctc_greedy
+
+ALPHABET = "degs2"
+LINES = ["edges of the graph", "two edges", "edges and nodes", "the edges", "dges"] * 3
+
+
+def frames(spec: list[dict[str, float]]) -> np.ndarray:
+    """[T, 1 + len(ALPHABET)] probabilities from per-frame {char: p} (the rest goes to blank)."""
+    out = np.full((len(spec), len(ALPHABET) + 1), 1e-4, dtype=np.float32)
+    for t, chars in enumerate(spec):
+        for c, p in chars.items():
+            out[t, ALPHABET.index(c) + 1] = p
+        out[t, 0] = max(1e-4, 1.0 - sum(chars.values()))
+    return out / out.sum(1, keepdims=True)
+
+
+# "edges" where the network thinks the g looks a bit more like a 2
+AMBIGUOUS = frames([{"e": 0.95}, {}, {"d": 0.95}, {}, {"2": 0.5, "g": 0.45}, {}, {"e": 0.95}, {}, {"s": 0.95}])
+
+
+def test_lm_prefers_the_writers_words():
+    lm = CharNgramLM.train(LINES, order=5)
+    assert lm.logprob("edg", "e") > lm.logprob("edg", "2") + 2
+    assert lm.logprob("", "e") > lm.logprob("", "2")  # the start of a line is a context too
+    total = sum(np.exp(lm.logprob("the ed", c)) for c in set("".join(LINES)))
+    assert total == pytest.approx(1.0, abs=0.02)  # a distribution over the characters it knows (+ unknown mass)
+
+
+def test_beam_search_without_lm_matches_best_path():
+    assert ctc_beam_search(AMBIGUOUS, ALPHABET, None, beam=4) == ctc_greedy(AMBIGUOUS, ALPHABET)[0] == "ed2es"
+
+
+def test_beam_search_with_lm_reads_the_word():
+    lm = CharNgramLM.train(LINES, order=5)
+    assert ctc_beam_search(AMBIGUOUS, ALPHABET, lm, lm_weight=0.3, char_bonus=1.0, beam=8) == "edges"
+
+
+def test_repeated_letters_need_a_blank_between():
+    probs = frames([{"e": 0.95}, {"e": 0.95}, {}, {"e": 0.95}])
+    assert ctc_beam_search(probs, ALPHABET, None, beam=4) == "ee"
+
+
+def test_save_and_load(tmp_path):
+    lm = CharNgramLM.train(LINES, order=4)
+    lm.save(tmp_path)
+    again = CharNgramLM.load(tmp_path)
+    assert again is not None and again.order == 4
+    assert again.logprob("edg", "e") == pytest.approx(lm.logprob("edg", "e"))
+    assert CharNgramLM.load(tmp_path / "nowhere") is None
