@@ -68,3 +68,19 @@ if docs:
         "document": d["name"], "pages": f"{d['pages_done']}/{d['page_count']}", "lines": d["line_count"],
         "confirmed": d["confirmed_count"], "status": d["status"]} for d in docs]), hide_index=True, width="stretch")
     st.page_link("app_pages/review.py", label="Review and fix lines →", icon=":material/edit_note:")
+
+    def _delete(doc_id: int, name: str) -> None:
+        store.delete_document(doc_id)
+        st.session_state["del-sure"] = False  # the next document needs its own confirmation
+        st.toast(f"Deleted {name}")
+
+    with st.expander("Delete a document"):
+        by_label = {f"{d['name']} (#{d['id']})": d for d in docs}
+        doc = by_label[st.selectbox("Document", list(by_label), key="del-doc")]
+        st.caption(f"Its pages, its text and its {doc['confirmed_count']} confirmed lines go: they leave your "
+                   "dataset (models already trained keep what they learned). Download the text on the "
+                   "Export page first if you want to keep it.")
+        sure = st.checkbox("Yes, delete this document and everything in it", key="del-sure")
+        st.button("Delete document", key="del-go", disabled=not sure or active is not None,
+                  on_click=_delete, args=(doc["id"], doc["name"]),
+                  help="Waits for the running job to end." if active is not None else None)

@@ -214,8 +214,11 @@ class Store:
         return rows[0] if rows else None
 
     def delete_document(self, doc_id: int) -> None:
+        """The document, its pages, lines and their edit history; page images after the commit."""
         paths = [p.image_path for p in self.pages(doc_id)]
         with self.transaction() as c:
+            c.execute("DELETE FROM edits WHERE line_id IN (SELECT l.id FROM lines l JOIN pages p ON l.page_id = p.id"
+                      " WHERE p.document_id = ?)", (doc_id,))
             c.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
         for p in paths:
             p.unlink(missing_ok=True)

@@ -298,6 +298,25 @@ def test_upload_discard_and_several_files(store, inkscribe_home):
     assert any("Drop your notes" in i.value for i in at.info)
 
 
+def test_upload_page_deletes_a_document_only_when_confirmed(store, inkscribe_home):
+    keep = make_doc(store, "keep.pdf", confirm=True)
+    gone = make_doc(store, "gone.pdf", pages=2, confirm=True)
+    store.update_line(store.document_lines(gone)[0]["id"], text="fixed by hand")
+    images = [p.image_path for p in store.pages(gone)]
+    at = _open()
+    at.selectbox(key="del-doc").select(f"gone.pdf (#{gone})").run()
+    assert at.button(key="del-go").disabled  # not without the confirmation
+    confirmed = next(d["confirmed_count"] for d in store.documents() if d["id"] == gone)
+    assert confirmed >= 7 and f"its {confirmed} confirmed lines go" in _texts(at)
+    at.checkbox(key="del-sure").check().run()
+    at.button(key="del-go").click().run()
+    assert not at.exception
+    assert [d["id"] for d in store.documents()] == [keep]
+    assert not any(p.exists() for p in images) and all(p.image_path.exists() for p in store.pages(keep))
+    assert not store.query("SELECT * FROM edits WHERE line_id NOT IN (SELECT id FROM lines)")
+    assert at.checkbox(key="del-sure").value is False
+
+
 def test_sidebar_shows_running_job(store, no_workers):
     job_id = jobs.start_job(store, "digitize", {"files": []})
     with store.transaction() as c:
