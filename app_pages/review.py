@@ -40,7 +40,7 @@ if not pages:
 page_nos = [p.page_no for p in pages]
 page_no = c2.selectbox("Page", page_nos, key="page", bind="query-params")
 page = next((p for p in pages if p.page_no == page_no), pages[0])
-order = c3.radio("Order", ["confidence", "reading"], horizontal=True, key="order",
+order = c3.radio("Order", ["confidence", "reading"], horizontal=True, key="order", bind="query-params",
                  format_func={"confidence": "least confident first", "reading": "reading order"}.get)
 for w in page.warnings:
     st.warning(w)
