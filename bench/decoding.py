@@ -42,7 +42,7 @@ def main() -> None:
     data = load_samples(args.labels, "train", 0.1, None, args.seed)
     train_texts = [s.text for s in data.train]
     crops, texts = load_line_set(args.labels, "eval")
-    frames = [f for i in range(0, len(crops), 32) for f in rec.frame_probs(crops[i : i + 32])]
+    frames = rec.all_frame_probs(crops)
     out: dict = {"recognizer": args.recognizer, "val_lines": len(data.val), "eval_lines": len(texts),
                  "eval_best_path": score_lines(texts, [rec.decode(f, {"beam": 0}).text for f in frames]), "runs": []}
     for order in (int(o) for o in args.orders.split(",")):

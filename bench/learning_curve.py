@@ -18,22 +18,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.evaluate import evaluate_recognizer, load_line_set  # noqa: E402
+from core.evaluate import evaluate_recognizer, load_line_set, score_lines  # noqa: E402
 from core.settings import configure_process  # noqa: E402
 
 NOTES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "notes" / "labels.jsonl"
 
 
-def best_path_score(spec: str, crops, texts) -> dict:
+def best_path_score(rec, crops, texts) -> dict:
     """The same model read without the writer's character model (what the LM adds)."""
-    from core.evaluate import score_lines
-    from core.recognize import load_recognizer
-
-    rec = load_recognizer(spec)
     if not hasattr(rec, "decode"):
         return {"cer": None, "cer_4plus": None}
-    frames = [f for i in range(0, len(crops), 32) for f in rec.frame_probs(crops[i : i + 32])]
-    return score_lines(texts, [rec.decode(f, {"beam": 0}).text for f in frames])
+    return score_lines(texts, [rec.decode(f, {"beam": 0}).text for f in rec.all_frame_probs(crops)])
 
 
 def main() -> None:
@@ -49,6 +44,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (2 on a quiet 2-core machine)")
     args = ap.parse_args()
     configure_process(threads=args.threads)
+    from core.recognize import load_recognizer
     from core.train_recognizer import train_recognizer
 
     recipe = json.loads(args.recipe)
@@ -71,8 +67,9 @@ def main() -> None:
                                 if "message" in d else None)
         wall = time.perf_counter() - start
         manifest = json.loads((path / "inkscribe.json").read_text())
-        score = evaluate_recognizer(str(path), crops, texts)
-        greedy = best_path_score(str(path), crops, texts)
+        rec = load_recognizer(str(path))
+        score = evaluate_recognizer(rec, crops, texts)
+        greedy = best_path_score(rec, crops, texts)
         run = {"size": size.strip(), "train_lines": manifest["trained_on"]["lines"], "wall_s": round(wall, 1),
                "steps": manifest["metrics"]["steps"], "epochs": manifest["metrics"]["epochs"],
                "val_cer": manifest["metrics"]["val_cer"], "stopped": manifest["metrics"]["stopped"],

@@ -35,11 +35,12 @@ def main() -> None:
     from core.recognize import load_recognizer
 
     crops, texts = load_line_set(args.labels, args.split)
-    result = evaluate_recognizer(args.recognizer, crops, texts, keep_lines=True)
+    recognizer = load_recognizer(args.recognizer)
+    result = {**evaluate_recognizer(recognizer, crops, texts, keep_lines=True), "recognizer": args.recognizer}
     lines = result.pop("per_line")
     refs = [ln["reference"] for ln in lines]
     hyps = [ln["hypothesis"] for ln in lines]
-    alphabet = set(getattr(load_recognizer(args.recognizer), "alphabet", "") or "")
+    alphabet = set(getattr(recognizer, "alphabet", "") or "")
 
     def no_space(s: str) -> str:
         return "".join(s.split())

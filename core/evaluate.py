@@ -9,12 +9,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from core.ingest import load_image
 from core.labels import LabelPage, iter_line_crops, read_labels
 from core.metrics import cer, detection_counts, detection_scores, wer
+
+if TYPE_CHECKING:
+    from core.recognize import Recognizer
 
 
 def load_line_set(labels: str | Path, split: str | None = "eval", limit: int | None = None):
@@ -44,10 +48,14 @@ def score_lines(references: Sequence[str], hypotheses: Sequence[str]) -> dict:
     }
 
 
-def evaluate_recognizer(spec: str, crops: Sequence[Image.Image], texts: Sequence[str], keep_lines: bool = False) -> dict:
+def evaluate_recognizer(spec: str | Path | Recognizer, crops: Sequence[Image.Image], texts: Sequence[str], keep_lines: bool = False) -> dict:
+    """Score a recognizer (a spec, or one already loaded so a caller can reuse it) on labelled crops."""
     from core.recognize import load_recognizer
 
-    recognizer = load_recognizer(spec)
+    if isinstance(spec, str | Path):
+        recognizer = load_recognizer(str(spec))
+    else:
+        recognizer, spec = spec, spec.name
     start = time.perf_counter()
     results = recognizer.recognize(list(crops))
     elapsed = time.perf_counter() - start

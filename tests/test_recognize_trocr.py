@@ -60,20 +60,16 @@ def test_hub_id_offline_is_a_clear_error():
 def test_int8_is_opt_in_and_survives_save_load(tmp_path):
     import json
 
+    import torch
+
     model, processor = tiny_trocr()
     crops = [render_line("hello"), render_line("int8")]
     rec = TrOCRRecognizer(model, processor, name="q", int8=True)
     out = rec.recognize(crops)
     assert len(out) == 2 and all(0.0 <= r.confidence <= 1.0 for r in out)
     assert rec._int8_model is not None and rec._int8_model is not rec.model
-    assert isinstance(rec.model.decoder.output_projection, torch_linear())  # the float model is kept for saving
+    assert isinstance(rec.model.decoder.output_projection, torch.nn.Linear)  # the float model is kept for saving
     (tmp_path / "q").mkdir()
     rec.save(tmp_path / "q")
     assert json.loads((tmp_path / "q" / "inkscribe_generation.json").read_text())["int8"] is True
     assert load_trocr(tmp_path / "q").int8 is True
-
-
-def torch_linear():
-    import torch
-
-    return torch.nn.Linear

@@ -18,6 +18,7 @@ import numpy as np
 
 BOS = "\x02"  # padding before the first character of a line
 LM_FILE = "charlm.json"
+NEG = -1e30  # log of zero, finite so sums stay comparable
 
 
 class CharNgramLM:
@@ -127,8 +128,6 @@ def ctc_beam_search(
     best = max(beams.items(), key=lambda kv: _lse(kv[1][0], kv[1][1]) + kv[1][2])[0]
     return best.strip()
 
-
-NEG = -1e30
 
 
 def _lse(a: float, b: float) -> float:

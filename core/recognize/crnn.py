@@ -166,6 +166,10 @@ class CRNNRecognizer(BaseRecognizer):
             probs = self.model(torch.from_numpy(batch), None).softmax(2).numpy()
         return [probs[i][: frames_for_width(w, probs.shape[1], batch.shape[3])] for i, w in enumerate(widths)]
 
+    def all_frame_probs(self, crops: Sequence) -> list[np.ndarray]:
+        """`frame_probs` over any number of crops, in batches: decode them as often as needed."""
+        return [f for i in range(0, len(crops), self.batch_size) for f in self.frame_probs(crops[i : i + self.batch_size])]
+
     def decode(self, frames: np.ndarray, decoding: dict | None = None) -> Recognition:
         """Best path, or beam search with the writer's character model when there is one."""
         opts = decoding or self.decoding
@@ -209,7 +213,7 @@ def tune_decoding(rec: CRNNRecognizer, crops: Sequence, refs: Sequence[str], lm:
     saved = rec.lm
     rec.lm = lm
     try:
-        frames = [f for i in range(0, len(crops), 32) for f in rec.frame_probs(crops[i : i + 32])]
+        frames = rec.all_frame_probs(crops)
 
         def score(opts: dict) -> float:
             return round(cer(list(refs), [rec.decode(f, opts).text for f in frames]), 4)
