@@ -2,7 +2,7 @@
 
 Runs `streamlit run app.py` on a free local port with a private INKSCRIBE_HOME and drives Debian's
 Chromium with Playwright (never `playwright install`). Saves a small screenshot of every page to
-docs/screenshots/.
+docs/screenshots/ (git-ignored: they show a page of ../shared/data/notes, which stays out of the repo).
 """
 
 from __future__ import annotations
