@@ -35,6 +35,7 @@ for kind, title in (("recognizer", "Recognizers"), ("detector", "Line finders"))
                       "trained on": f"{trained.get('lines', '?')} lines, {len(trained.get('documents', []))} docs",
                       "held-out CER": metrics.get("holdout_cer"), "base CER": metrics.get("base_holdout_cer"),
                       "val CER": metrics.get("val_cer", metrics.get("best_val_cer")),
+                      **({"held-out F1": metrics.get("held_out_f1")} if kind == "detector" else {}),
                       "created": pd.to_datetime(m["created_at"], unit="s").strftime("%Y-%m-%d %H:%M"),
                       "on disk": Path(m["path"]).exists()})
     st.dataframe(pd.DataFrame(table), hide_index=True)

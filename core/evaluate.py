@@ -92,6 +92,60 @@ def evaluate_detector(
     return {"detector": spec, **detection_scores(counts), "s_per_page": round(seconds / max(1, len(pages)), 3)}
 
 
+WIDTH_BINS = ((0, 30, "<30"), (30, 120, "30-120"), (120, 240, "120-240"), (240, float("inf"), ">=240"))
+
+
+def width_bin(points, page_size: tuple[int, int]) -> str:
+    """A line's width as a share of the page's longer side x 640: "<30" are 1-3 characters."""
+    from core.geometry import bbox
+
+    x0, _, x1, _ = bbox(points)
+    w = (x1 - x0) / max(page_size) * 640
+    return next(name for lo, hi, name in WIDTH_BINS if lo <= w < hi)
+
+
+def detection_report(truths: Sequence, preds: Sequence, sizes: Sequence[tuple[int, int]]) -> dict:
+    """`detection_scores` over pages plus recall per line-width bin (what small or long lines cost)."""
+    from core.geometry import iou
+
+    out = detection_scores([detection_counts(t, p) for t, p in zip(truths, preds, strict=True)])
+    found: dict[str, list[int]] = {}
+    for truth, pred, size in zip(truths, preds, sizes, strict=True):
+        for t in truth:
+            hit = found.setdefault(width_bin(t, size), [0, 0])
+            hit[0] += 1
+            hit[1] += any(iou(t, p) >= 0.5 for p in pred)
+    out["recall_by_width"] = {name: round(found[name][1] / found[name][0], 3) for *_, name in WIDTH_BINS if name in found}
+    return out
+
+
+def sweep_reading(detector, pages: Sequence[LabelPage], reads: Sequence[tuple[float, int]],
+                  confs: Sequence[float]) -> list[dict]:
+    """Score a YOLO detector read at each (squeeze_x, imgsz) and confidence threshold on labelled pages.
+
+    Each reading detects once at the lowest threshold; higher thresholds filter those boxes.
+    The detector's own settings are put back afterwards.
+    """
+    images = [load_image(p.image_path) for p in pages]
+    truths = [[ln.points for ln in p.lines] for p in pages]
+    sizes = [im.size for im in images]
+    saved = (detector.squeeze_x, detector.imgsz, detector.conf)
+    rows = []
+    try:
+        for squeeze_x, imgsz in reads:
+            detector.squeeze_x, detector.imgsz, detector.conf = float(squeeze_x), int(imgsz), min(confs)
+            start = time.perf_counter()
+            found = [detector.detect([im])[0] for im in images]
+            seconds = (time.perf_counter() - start) / max(1, len(images))
+            for conf in confs:
+                preds = [[ln.points for ln in lines if ln.det_confidence >= conf] for lines in found]
+                rows.append({"squeeze_x": float(squeeze_x), "imgsz": int(imgsz), "conf": float(conf),
+                             **detection_report(truths, preds, sizes), "s_per_page": round(seconds, 3)})
+    finally:
+        detector.squeeze_x, detector.imgsz, detector.conf = saved
+    return rows
+
+
 def evaluate_detectors(labels: str | Path, split: str, specs: Sequence[str]) -> dict:
     pages = read_labels(labels, split=split)
     return {"detectors": [evaluate_detector(s, pages) for s in specs]}

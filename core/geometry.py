@@ -45,6 +45,16 @@ def iou(a: Sequence[Point], b: Sequence[Point]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def overlap_share(inner: Sequence[Point], outer: Sequence[Point]) -> float:
+    """Share of `inner`'s box area covered by `outer`'s box."""
+    ax0, ay0, ax1, ay1 = bbox(inner)
+    bx0, by0, bx1, by1 = bbox(outer)
+    iw = max(0.0, min(ax1, bx1) - max(ax0, bx0))
+    ih = max(0.0, min(ay1, by1) - max(ay0, by0))
+    area = (ax1 - ax0) * (ay1 - ay0)
+    return iw * ih / area if area > 0 else 0.0
+
+
 def min_area_quad(points: Sequence[Point]) -> list[Point]:
     """The tightest rotated rectangle around a polygon, as TL, TR, BR, BL corners."""
     pts = np.asarray(points, dtype=np.float32)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core.geometry import bbox, iou
+from core.geometry import iou, overlap_share
 from core.types import Point
 
 
@@ -59,16 +59,6 @@ def match_boxes(truth: Sequence[Sequence[Point]], pred: Sequence[Sequence[Point]
     return matched
 
 
-def _overlap_share(inner: Sequence[Point], outer: Sequence[Point]) -> float:
-    """Share of `inner`'s box area covered by `outer`'s box."""
-    ax0, ay0, ax1, ay1 = bbox(inner)
-    bx0, by0, bx1, by1 = bbox(outer)
-    iw = max(0.0, min(ax1, bx1) - max(ax0, bx0))
-    ih = max(0.0, min(ay1, by1) - max(ay0, by0))
-    area = (ax1 - ax0) * (ay1 - ay0)
-    return iw * ih / area if area > 0 else 0.0
-
-
 def detection_counts(truth: Sequence[Sequence[Point]], pred: Sequence[Sequence[Point]]) -> dict:
     """Per-page counts: matches at IoU 0.5, and ground-truth lines merged or split by the prediction.
 
@@ -79,12 +69,12 @@ def detection_counts(truth: Sequence[Sequence[Point]], pred: Sequence[Sequence[P
     matched_t = {t for t, _ in matched}
     merged = split = 0
     for ti, t in enumerate(truth):
-        covering = [pi for pi, p in enumerate(pred) if _overlap_share(t, p) >= 0.6]
+        covering = [pi for pi, p in enumerate(pred) if overlap_share(t, p) >= 0.6]
         if any(
-            sum(1 for tj, u in enumerate(truth) if tj != ti and _overlap_share(u, pred[pi]) >= 0.6) for pi in covering
+            sum(1 for tj, u in enumerate(truth) if tj != ti and overlap_share(u, pred[pi]) >= 0.6) for pi in covering
         ):
             merged += 1
-        elif ti not in matched_t and sum(1 for p in pred if _overlap_share(t, p) >= 0.2) >= 2:
+        elif ti not in matched_t and sum(1 for p in pred if overlap_share(t, p) >= 0.2) >= 2:
             split += 1
     return {"truth": len(truth), "pred": len(pred), "tp": len(matched), "merged": merged, "split": split}
 

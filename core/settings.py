@@ -38,6 +38,7 @@ class Settings:
     pdf_dpi: int
     default_detector: str
     default_recognizer: str
+    cache: Path | None = None  # derived, rebuildable files (the text prior); default <home>/cache
     extra: dict = field(default_factory=dict)
 
     @property
@@ -55,6 +56,10 @@ class Settings:
     @property
     def jobs_dir(self) -> Path:
         return self.home / "jobs"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.cache or self.home / "cache"
 
     @property
     def yolo_config_dir(self) -> Path:
@@ -83,6 +88,7 @@ def get_settings() -> Settings:
         pdf_dpi=pick("INKSCRIBE_PDF_DPI", "pdf_dpi", 200),
         default_detector=pick("INKSCRIBE_DETECTOR", "detector", "default"),
         default_recognizer=pick("INKSCRIBE_RECOGNIZER", "recognizer", "default"),
+        cache=Path(cache).expanduser() if (cache := pick("INKSCRIBE_CACHE", "cache", "")) else None,
         extra=cfg,
     )
 

@@ -6,7 +6,9 @@ bullets, indents, margin notes, spaced digit rows, sketches that are not lines, 
 
 Boxes follow the labelling of the notes: words close together form one box (a bullet or
 a "·)" heading mark included); words separated by a big gap (several letter heights) are
-separate boxes, so "0   1   2   3" is four boxes. Drawings, arrows and long rules are not
+separate boxes, so "0   1   2   3" is four boxes. An enumerator ("2.", "Ex:", a circled digit)
+followed by a gap of one or two letters is its own box about half the time, as the notes
+label it either way. Drawings, arrows and long rules are not
 lines. Output: PIL images plus 4-point boxes, or a YOLO data set (`write_yolo_pages`).
 """
 
@@ -70,6 +72,9 @@ TOKENS = (
     "128 255 1024 0x1F 0b101 3.14 -1 +1 1/2 x16 16bit 8bit 6bit 4bit e.g. i.e. etc. vs. → ≥ ≤ ≠ ± × ÷ √ ∞ ∑"
 ).split()
 BULLETS = ["•", "·", "-", "*", "·)", "•)", "→", "1.", "2.", "3.", "a)", "b)", "(1)", "(2)", "①", "②", "Q:", "A:"]
+# Enumerators the notes often box apart from their line; a lone digit gets a drawn circle.
+ENUMERATORS = ["1.", "2.", "3.", "a)", "b)", "(1)", "(2)", "①", "②", "③", "Q:", "A:", "Ex:", "Ex :", "Note:",
+               "Po:", "1", "2", "3", "4", "5"]
 INKS = {
     "blue": [(20, 40, 160), (30, 60, 190), (15, 30, 120), (40, 70, 200), (25, 50, 140)],
     "black": [(20, 20, 25), (40, 40, 45), (10, 10, 10), (55, 55, 60)],
@@ -137,23 +142,29 @@ def _text(rng: random.Random, n_words: int) -> str:
     return s
 
 
-def _segment_texts(rng: random.Random) -> list[tuple[str, bool]]:
-    """Texts of one row as (text, separate_box) parts; separate parts get a big gap before them."""
+def _segment_texts(rng: random.Random) -> list[tuple[str, float | None, bool]]:
+    """Texts of one row as (text, gap before it in letter heights, circled) parts; gap None: a big gap."""
     kind = rng.random()
     if kind < 0.12:  # a row of spaced digits or symbols: one box each
         items = [rng.choice("0123456789XxABCDabcd+-=*#") for _ in range(rng.randint(2, 6))]
         if rng.random() < 0.5:
             items = [str(i) for i in range(rng.randint(0, 5), rng.randint(6, 10))][: rng.randint(2, 6)]
-        return [(t, True) for t in items]
+        return [(t, None, False) for t in items]
     if kind < 0.2:  # a single short token
-        return [(rng.choice(TOKENS + WORDS[:40] + ["X", "x", "1", "2", "a", "b", "?", "!"]), True)]
+        return [(rng.choice(TOKENS + WORDS[:40] + ["X", "x", "1", "2", "a", "b", "?", "!"]), None, False)]
     n = rng.choice([1, 1, 2, 2, 3, 3, 4, 5, 6, 7, 8, 10, 12])
     main = _text(rng, n)
-    if rng.random() < 0.45:
-        main = rng.choice(BULLETS) + " " + main
-    parts = [(main, True)]
+    parts: list[tuple[str, float | None, bool]] = []
+    if rng.random() < 0.12:  # "②  Create the table": the enumerator is a box of its own
+        mark = rng.choice(ENUMERATORS)
+        parts.append((mark, None, mark.isdigit()))
+        parts.append((main, rng.uniform(0.8, 2.0), False))
+    else:
+        if rng.random() < 0.4:
+            main = rng.choice(BULLETS) + " " + main
+        parts.append((main, None, False))
     while rng.random() < 0.25 and len(parts) < 4:  # a second group after a big gap: "mem   =   [PC + off]"
-        parts.append((_text(rng, rng.choice([1, 1, 2, 3, 4])), True))
+        parts.append((_text(rng, rng.choice([1, 1, 2, 3, 4])), None, False))
     return parts
 
 
@@ -359,8 +370,11 @@ def make_page(seed: int | random.Random, width: int | None = None) -> SynthPage:
         x = margin + int(rng.choice([0, 0, 0, 1, 1, 2, 3]) * size * rng.uniform(1.0, 2.0))
         if rng.random() < 0.1:
             x = int(w * rng.uniform(0.4, 0.8))  # a note on the right
-        for text, _ in _segment_texts(rng):
-            if rng.random() < 0.08:  # an arrow or a bar between groups: a stroke, not a line
+        end = None  # right edge of the previous group on this row
+        for text, gap, circled in _segment_texts(rng):
+            if end is not None:
+                x = int(end + s * (big_gap * rng.uniform(1.0, 1.6) if gap is None else gap))
+            if gap is None and rng.random() < 0.08:  # an arrow or a bar between groups: a stroke, not a line
                 ax = x + rng.uniform(0.5, 1.0) * s
                 ay = y + row * 0.85 - s * 0.4
                 sketch.line([(ax, ay), (ax + s * 1.5, ay)], fill=page_ink, width=stroke_w)
@@ -369,7 +383,12 @@ def make_page(seed: int | random.Random, width: int | None = None) -> SynthPage:
             box = place(text, x, None, s, ink, font_path, baseline=y + int(row * 0.85))
             if box is None:
                 break
-            x = int(bbox(box)[2] + s * big_gap * rng.uniform(1.0, 1.6))
+            bx0, by0, bx1, by1 = bbox(box)
+            if circled and bx1 - bx0 < 1.5 * (by1 - by0):  # a circled digit (not a font's stand-in word): one box
+                cx, cy, r = (bx0 + bx1) / 2, (by0 + by1) / 2, max(bx1 - bx0, by1 - by0) * rng.uniform(0.55, 0.75)
+                sketch.ellipse([cx - r, cy - r, cx + r, cy + r], outline=ink, width=stroke_w)
+                boxes[-1] = box = box_points(cx - r - 2, cy - r - 2, cx + r + 2, cy + r + 2)
+            end = bbox(box)[2]
         if rng.random() < 0.06 and boxes:  # an underline under the last row: part of the line, not a new one
             x0, y0, x1, y1 = bbox(boxes[-1])
             sketch.line([(x0, y1 - 2), (x1, y1 - 2 + rng.uniform(-3, 3))], fill=page_ink, width=stroke_w)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -171,6 +172,40 @@ def run_yolo(
     return best, {"seconds": round(time.time() - started, 1), "resumed": resuming}
 
 
+MIN_PAGES_TO_CHOOSE_READING = 5  # fewer confirmed pages: all are trained on and the base's reading is kept
+READING_CONFS = (0.15, 0.25, 0.35, 0.45, 0.55)
+
+
+def held_out_pages(pages: Sequence[LabelPage]) -> tuple[list[LabelPage], list[LabelPage]]:
+    """(train, held out): ~10 % of pages (seeded, so a resumed job splits the same way) to choose
+    how the fine-tuned model reads pages; none when there are too few pages to spare."""
+    if len(pages) < MIN_PAGES_TO_CHOOSE_READING:
+        return list(pages), []
+    held = set(random.Random(0).sample(range(len(pages)), max(1, round(0.1 * len(pages)))))
+    return [p for i, p in enumerate(pages) if i not in held], [p for i, p in enumerate(pages) if i in held]
+
+
+def choose_reading(weights: Path, base_reading: dict, train_imgsz: int, pages: Sequence[LabelPage]) -> dict:
+    """Size and confidence threshold for a fine-tuned model, by F1 on held-out pages.
+
+    A fine-tune shifts the model's confidences, and it learnt at `train_imgsz` while the base
+    may be read larger, so the base's reading is only one candidate; it wins ties.
+    """
+    from core.detect.yolo import YoloDetector
+    from core.evaluate import sweep_reading
+
+    squeeze, imgsz = float(base_reading["squeeze_x"]), int(base_reading["imgsz"])
+    sizes = [imgsz] + [s for s in sorted({train_imgsz, (train_imgsz + imgsz) // 64 * 32}) if s != imgsz]
+    detector = YoloDetector(weights.parent, {"weights": weights.name, "squeeze_x": squeeze, "imgsz": imgsz,
+                                             "conf": base_reading["conf"], "iou": base_reading["iou"]})
+    rows = sweep_reading(detector, pages, [(squeeze, s) for s in sizes], sorted({*READING_CONFS, base_reading["conf"]}))
+    base_row = next(r for r in rows if r["imgsz"] == imgsz and r["conf"] == base_reading["conf"])
+    best = max(rows, key=lambda r: (r["f1"], r is base_row))
+    return {"imgsz": best["imgsz"], "conf": best["conf"], "chosen_on_pages": len(pages), "f1": best["f1"],
+            "base_reading_f1": base_row["f1"],
+            "tried": [{k: r[k] for k in ("imgsz", "conf", "precision", "recall", "f1")} for r in rows]}
+
+
 def _base_weights(base: str) -> tuple[str, dict]:
     """(weights or yaml to start from, base manifest) for 'default', a model directory or a YAML."""
     from core.detect import resolve_detector_spec
@@ -222,35 +257,54 @@ def train_detector(
     if out.exists():
         raise ModelError(f"{out}: a model already exists there; models are never overwritten")
     start_from, base_manifest = _base_weights(base)
-    imgsz = int(imgsz or base_manifest.get("imgsz", 640))
+    # A base can be read at a larger size than it was trained at (chosen afterwards): unless told
+    # otherwise, fine-tune at its training size (affordable on a CPU) and read the result as the base.
+    predict_imgsz = int(imgsz or base_manifest.get("imgsz", 640))
+    imgsz = int(imgsz or base_manifest.get("train_imgsz", predict_imgsz))
     work = settings.home / "work" / f"detector-{_job_key(labels, split, base, max_minutes, out)}"
     if not resume and work.exists():
         shutil.rmtree(work)
     data_dir = work / "data"
-    squeeze_x = float(base_manifest.get("squeeze_x", 1.0))  # the base reads narrowed pages: train on them too
-    train_imgs = pages_to_yolo(pages, data_dir, squeeze_x=squeeze_x)
+    # the base was trained on narrowed pages: fine-tune on pages narrowed the same way
+    squeeze_x = float(base_manifest.get("train_squeeze_x", base_manifest.get("squeeze_x", 1.0)))
+    predict_squeeze_x = float(base_manifest.get("squeeze_x", 1.0))
+    train_pages, reading_pages = held_out_pages(pages)
+    train_imgs = pages_to_yolo(train_pages, data_dir, squeeze_x=squeeze_x)
     val_imgs = train_imgs[: min(len(train_imgs), 6)]  # a quick sanity check, not a held-out score
     data = write_data_yaml(work, train_imgs, val_imgs)
     if progress:
-        progress({"message": f"fine-tuning the detector on {len(pages)} pages", "step": 0})
+        held = f" ({len(reading_pages)} more held out to choose how it reads pages)" if reading_pages else ""
+        progress({"message": f"fine-tuning the detector on {len(train_pages)} pages{held}", "step": 0})
     # Fine-tuning starts from a trained model: a lower learning rate and a short warm-up.
     hyp = {"lr0": 0.002, "warmup_epochs": 0.5, "optimizer": "AdamW"} if start_from != SCRATCH else {}
     best, info = run_yolo(
         start_from, data, work, imgsz=imgsz, epochs=200, minutes=max_minutes, batch=batch, hyp=hyp,
         progress=progress, should_stop=should_stop, resume=resume, threads=threads,
     )
+    reading = {"imgsz": predict_imgsz, "conf": float(base_manifest.get("conf", 0.25)),
+               "iou": float(base_manifest.get("iou", 0.5)), "squeeze_x": predict_squeeze_x}
+    if reading_pages:
+        if progress:
+            progress({"message": f"choosing size and threshold on {len(reading_pages)} held-out pages"})
+        reading["chosen"] = choose_reading(best, reading, imgsz, reading_pages)
+        reading.update(imgsz=reading["chosen"]["imgsz"], conf=reading["chosen"]["conf"])
     manifest = {
         "kind": "detector",
         "engine": "yolo",
         "name": out.name,
         "base": base_manifest.get("name", start_from) if base_manifest else start_from,
         "weights": "weights.pt",
-        "imgsz": imgsz,
-        "conf": float(base_manifest.get("conf", 0.25)),
-        "iou": float(base_manifest.get("iou", 0.5)),
-        **({"squeeze_x": squeeze_x} if squeeze_x > 1.0 else {}),
-        "trained_on": {"labels": str(labels.resolve()), "split": split, "pages": len(pages),
-                       "lines": sum(len(p.lines) for p in pages)},
+        "imgsz": reading["imgsz"],
+        "train_imgsz": imgsz,
+        "conf": reading["conf"],
+        "iou": reading["iou"],
+        **({"squeeze_x": predict_squeeze_x} if predict_squeeze_x > 1.0 else {}),
+        **({"train_squeeze_x": squeeze_x} if squeeze_x != predict_squeeze_x else {}),
+        **({"reading_chosen": reading["chosen"],
+            "metrics": {"held_out_f1": reading["chosen"]["f1"], "held_out_pages": len(reading_pages)}}
+           if "chosen" in reading else {}),
+        "trained_on": {"labels": str(labels.resolve()), "split": split, "pages": len(train_pages),
+                       "lines": sum(len(p.lines) for p in train_pages), "held_out_pages": len(reading_pages)},
         "recipe": {"max_minutes": max_minutes, "batch": batch, "imgsz": imgsz, **HYP, **hyp},
         "train_seconds": info["seconds"],
     }

@@ -39,6 +39,7 @@ CRNN_RECIPE = {
     "min_steps_per_val": 40,
     "max_steps": None,  # optional step cap (tests, reproducible runs); the time budget still applies
     "val_every_steps": None,  # validate every N steps instead of every budget/6 seconds
+    "text_prior": True,  # mix a general-English character model into the writer's (share chosen on validation)
 }
 TROCR_RECIPE = {**CRNN_RECIPE, "lr": 5e-5, "batch_size": 8, "freeze_convs": 0}
 
@@ -240,25 +241,20 @@ class CRNNAdapter:
         CRNNRecognizer(model, self.alphabet, self.height, folder.name, lm=self.lm, decoding=self.decoding).save(folder)
 
     def fit_decoder(self, data: DataSplit, val: list[Sample], state: dict, tune: bool = True) -> None:
-        """Build the writer's character model and choose how much beam search trusts it.
+        """Build the writer's character model (with the text prior) and choose how much beam search
+        trusts each, on the validation pages (`fit_character_model`)."""
+        from core.recognize.charlm import text_prior
+        from core.recognize.crnn import CRNNRecognizer, fit_character_model
 
-        lm_weight/char_bonus are chosen on the validation pages with a model of the training
-        lines only (so the choice is honest); the saved model then learns from every line.
-        """
-        from core.recognize.charlm import CharNgramLM
-        from core.recognize.crnn import DEFAULT_DECODING, CRNNRecognizer, tune_decoding
-
-        order = int(DEFAULT_DECODING["lm_order"])
-        self.decoding = dict(DEFAULT_DECODING)
-        train_texts = [s.text for s in data.train]
+        prior = text_prior() if self.recipe.get("text_prior", True) else None
+        rec = None
         if data.val_pages and tune:  # real held-out pages: tune on them (a stop request skips this)
             model = copy.deepcopy(self.model)
             model.load_state_dict(state)
             rec = CRNNRecognizer(model.eval(), self.alphabet, self.height)
-            chosen = tune_decoding(rec, [s.crop for s in val], [s.text for s in val], CharNgramLM.train(train_texts, order))
-            chosen.pop("tried")
-            self.decoding = chosen
-        self.lm = CharNgramLM.train(train_texts + [s.text for s in data.val], order)
+        self.lm, self.decoding = fit_character_model(
+            rec, [s.text for s in data.train], [s.text for s in data.val], [(s.crop, s.text) for s in val], prior)
+        self.decoding.pop("tried", None)
 
     def describe(self) -> dict:
         return {"alphabet_added": self.added, "alphabet_size": len(self.alphabet), "img_height": self.height,
@@ -364,6 +360,11 @@ def _lr_at(frac: float, recipe: dict) -> float:
     return recipe["lr"] * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def validation_lines(data: DataSplit, cap: int, seed: int) -> list[Sample]:
+    """The validation lines a run scores: all held-out lines, or a seeded sample of `cap`."""
+    return data.val if len(data.val) <= cap else random.Random(seed).sample(data.val, cap)
+
+
 def train_recognizer(
     labels: str | Path,
     split: str = "train",
@@ -409,8 +410,7 @@ def train_recognizer(
     report({"message": "cutting line crops"})
     data = load_samples(labels, split, val_fraction, limit_lines, seed)
     rec = {**(TROCR_RECIPE if engine == "trocr" else CRNN_RECIPE), **(recipe or {})}
-    rng = random.Random(seed)
-    val = data.val if len(data.val) <= rec["val_lines"] else rng.sample(data.val, rec["val_lines"])
+    val = validation_lines(data, int(rec["val_lines"]), seed)
     torch.manual_seed(seed)
     adapter = (TrOCRAdapter if engine == "trocr" else CRNNAdapter)(resolved, rec, [s.text for s in data.train])
     not_learnable = adapter.unknown_chars([s.text for s in data.train + data.val])

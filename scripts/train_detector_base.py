@@ -57,14 +57,24 @@ def build_data(work: Path, n_synth: list[int], n_val: int, seeds: list[int], max
     return data, info
 
 
-def package(src: Path, out: Path, imgsz: int | None, conf: float, history: Path | None = None) -> int:
-    """Ship a trained model with inference settings chosen afterwards (on the notes' train split)."""
+def package(src: Path, out: Path, imgsz: int | None, conf: float, history: Path | None = None,
+            squeeze_x: float | None = None) -> int:
+    """Ship a trained model with inference settings chosen afterwards (on the notes' train split).
+
+    The size and narrowing it was trained at are kept as train_imgsz/train_squeeze_x: the app's
+    fine-tune trains at those, however the model is read.
+    """
     manifest = read_manifest(src)
     manifest.pop("created", None)
     if history:  # earlier stages of a multi-run recipe (the run this one started from)
         manifest["history"] = json.loads(history.read_text())
-    manifest.update({"name": out.name, "conf": conf, **({"imgsz": imgsz} if imgsz else {}),
-                     "inference_tuned_on": "notes train split (imgsz/conf only; weights never saw notes)"})
+    recipe = manifest.get("recipe", {})
+    manifest.update({"name": out.name, "conf": conf, "train_imgsz": int(recipe.get("imgsz", manifest["imgsz"])),
+                     **({"imgsz": imgsz} if imgsz else {}),
+                     "inference_tuned_on": "notes train split (imgsz/squeeze/conf only; weights never saw notes)"})
+    trained_squeeze = float(recipe.get("squeeze_x", manifest.get("squeeze_x", 1.0)))
+    if squeeze_x and squeeze_x != trained_squeeze:
+        manifest.update(squeeze_x=squeeze_x, train_squeeze_x=trained_squeeze)
     write_model_dir(out, manifest, lambda tmp: shutil.copyfile(src / "weights.pt", tmp / "weights.pt"))
     print(f"wrote {out}")
     return 0
@@ -80,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-side", type=int, default=1280, help="longer side of saved synthetic pages")
     ap.add_argument("--imgsz", type=int, default=640)
     ap.add_argument("--predict-imgsz", type=int, default=None, help="imgsz written to the manifest")
+    ap.add_argument("--predict-squeeze", type=float, default=None, help="with --package: squeeze_x to read pages at")
     ap.add_argument("--conf", type=float, default=0.25, help="confidence written to the manifest")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--squeeze", type=float, default=1.0,
@@ -97,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--history", type=Path, default=None, help="with --package: JSON of earlier training stages")
     args = ap.parse_args(argv)
     if args.package:
-        return package(args.package, args.out, args.predict_imgsz, args.conf, args.history)
+        return package(args.package, args.out, args.predict_imgsz, args.conf, args.history, args.predict_squeeze)
 
     configure_process(threads=args.threads)
     work = args.work or get_settings().home / "work" / "detector-base"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 
 import pytest
 
 from core.detect import SHIPPED_DETECTOR, load_detector
 from core.errors import CancelledError, ModelError
-from core.modeldir import is_model_dir, read_manifest
+from core.modeldir import is_model_dir, read_manifest, write_model_dir
 from core.synth import make_page
 from core.types import Line
 
@@ -35,19 +36,22 @@ def home(tmp_path_factory):
     reset_settings()
 
 
-@pytest.fixture(scope="module")
-def labels(tmp_path_factory):
-    """Three small synthetic pages in the labels.jsonl format."""
-    d = tmp_path_factory.mktemp("labels")
+def write_synth_labels(d, n: int):
+    """`n` small synthetic pages in the labels.jsonl format."""
     (d / "pages").mkdir()
     rows = []
-    for i in range(3):
+    for i in range(n):
         page = make_page(random.Random(100 + i), width=480)
         page.image.save(d / "pages" / f"p{i}.jpg")
         rows.append({"page": f"pages/p{i}.jpg", "doc": f"d{i}", "split": "train",
                      "lines": [{"points": [list(p) for p in b], "text": ""} for b in page.boxes]})
     (d / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return d / "labels.jsonl"
+
+
+@pytest.fixture(scope="module")
+def labels(tmp_path_factory):
+    return write_synth_labels(tmp_path_factory.mktemp("labels"), 3)
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +202,39 @@ def test_pages_to_yolo_writes_narrowed_images(labels, tmp_path):
             assert dst.size == (round(src.width / 2), src.height)
         rows = (tmp_path / "labels" / f"{path.stem}.txt").read_text().split("\n")
         assert len([r for r in rows if r]) == len(page.lines)  # normalised boxes: the same rows
+
+
+def test_fine_tune_trains_at_the_base_training_size_and_reads_as_the_base(home, labels, squeezed_model, tmp_path):
+    """A base read larger than it was trained (imgsz/squeeze chosen afterwards) is fine-tuned at its training size."""
+    from core.train_detector import train_detector
+
+    base = tmp_path / "detector-read-larger"
+    manifest = {**read_manifest(squeezed_model), "name": base.name, "imgsz": 224, "train_imgsz": 160,
+                "squeeze_x": 2.5, "train_squeeze_x": 2.0}
+    write_model_dir(base, manifest, lambda tmp: shutil.copyfile(squeezed_model / "weights.pt", tmp / "weights.pt"))
+    out = read_manifest(train_detector(labels, base=str(base), max_minutes=0.05, out=tmp_path / "detector-v2"))
+    assert (out["train_imgsz"], out["recipe"]["imgsz"], out["imgsz"]) == (160, 160, 224)
+    assert (out["train_squeeze_x"], out["squeeze_x"]) == (2.0, 2.5)
+
+
+def test_held_out_pages_are_few_and_stable():
+    from core.train_detector import held_out_pages
+
+    assert held_out_pages(list(range(4))) == (list(range(4)), [])  # too few to spare one
+    train, held = held_out_pages(list(range(20)))
+    assert len(held) == 2 and sorted(train + held) == list(range(20))
+    assert held_out_pages(list(range(20))) == (train, held)  # a resumed job splits the same way
+
+
+def test_fine_tune_chooses_its_reading_on_held_out_pages(home, squeezed_model, tmp_path):
+    from core.train_detector import READING_CONFS, train_detector
+
+    labels6 = write_synth_labels(tmp_path, 6)
+    out = read_manifest(train_detector(labels6, base=str(squeezed_model), max_minutes=0.05,
+                                       out=tmp_path / "detector-v2", imgsz=160))
+    chosen = out["reading_chosen"]
+    assert (out["trained_on"]["pages"], out["trained_on"]["held_out_pages"], chosen["chosen_on_pages"]) == (5, 1, 1)
+    assert (out["imgsz"], out["conf"]) == (chosen["imgsz"], chosen["conf"])
+    assert {r["conf"] for r in chosen["tried"]} >= set(READING_CONFS)
+    assert chosen["f1"] == max(r["f1"] for r in chosen["tried"]) >= chosen["base_reading_f1"]
+    assert out["metrics"] == {"held_out_f1": chosen["f1"], "held_out_pages": 1}  # shown on the Models page

@@ -54,3 +54,12 @@ def test_squeeze_width_narrows_and_keeps_height():
     img = Image.new("RGB", (1001, 300), "white")
     assert squeeze_width(img, 2.0).size == (500, 300)
     assert squeeze_width(img, 1.0) is img
+
+
+def test_overlap_share_is_the_covered_share_of_the_first_box():
+    from core.geometry import box_points, overlap_share
+
+    small, big = box_points(0, 0, 10, 10), box_points(5, 0, 100, 10)
+    assert overlap_share(small, big) == 0.5
+    assert overlap_share(big, small) == 5 / 95
+    assert overlap_share(box_points(0, 0, 0, 10), big) == 0.0  # no area: nothing to cover

@@ -38,3 +38,15 @@ def test_detection_counts_merged_and_split():
     assert c["tp"] == 1 and c["split"] == 1
     s = detection_scores([detection_counts(truth, truth)])
     assert s["precision"] == s["recall"] == s["f1"] == 1.0
+
+
+def test_detection_report_splits_recall_by_line_width():
+    from core.evaluate import detection_report
+    from core.geometry import box_points
+
+    size = (640, 640)  # widths in page px are then widths at 640
+    truth = [box_points(10, 10, 20, 30), box_points(10, 50, 90, 70), box_points(10, 90, 400, 110)]
+    preds = [box_points(10, 50, 90, 70), box_points(11, 90, 400, 111)]  # the single character is missed
+    report = detection_report([truth], [preds], [size])
+    assert report["recall_by_width"] == {"<30": 0.0, "30-120": 1.0, ">=240": 1.0}
+    assert report["recall"] == round(2 / 3, 4) and report["precision"] == 1.0

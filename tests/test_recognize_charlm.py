@@ -55,3 +55,32 @@ def test_save_and_load(tmp_path):
     assert again is not None and again.order == 4
     assert again.logprob("edg", "e") == pytest.approx(lm.logprob("edg", "e"))
     assert CharNgramLM.load(tmp_path / "nowhere") is None
+
+
+def test_text_prior_knows_english_and_is_cached(tmp_path):
+    from core.recognize.charlm import text_prior
+
+    prior = text_prior(order=4, cache_dir=tmp_path)
+    assert prior.logprob("th", "e") > prior.logprob("th", "q") + 2
+    assert prior.logprob("regist", "e") > prior.logprob("regist", "x")
+    cached = list(tmp_path.glob("text-prior-*-o4.json"))
+    assert len(cached) == 1
+    again = text_prior(order=4, cache_dir=tmp_path)  # read back, not rebuilt
+    assert again.logprob("th", "e") == pytest.approx(prior.logprob("th", "e"))
+    cached[0].write_text("{not json")  # a damaged cache is rebuilt, not fatal
+    assert text_prior(order=4, cache_dir=tmp_path).logprob("th", "e") == pytest.approx(prior.logprob("th", "e"))
+
+
+def test_writer_model_mixed_with_a_prior(tmp_path):
+    writer = CharNgramLM.train(LINES, order=4)
+    prior = CharNgramLM.train(["the quick brown fox", "queues and stacks", "quite quiet"] * 3, order=4)
+    mixed = writer.with_prior(prior, 0.5)
+    p = 0.5 * np.exp(writer.logprob("", "q")) + 0.5 * np.exp(prior.logprob("", "q"))
+    assert mixed.logprob("", "q") == pytest.approx(np.log(p))
+    assert mixed.logprob("", "q") > writer.logprob("", "q") + 1  # the prior lends what the writer never wrote
+    assert mixed.logprob("edg", "e") > mixed.logprob("edg", "q")  # the writer's words still win
+    assert writer.with_prior(prior, 1.0).logprob("", "q") == pytest.approx(writer.logprob("", "q"))
+    mixed.save(tmp_path)
+    again = CharNgramLM.load(tmp_path)  # the model dir carries its prior
+    assert again.writer_share == 0.5 and again.prior is not None
+    assert again.logprob("", "q") == pytest.approx(mixed.logprob("", "q"))

@@ -59,3 +59,16 @@ def test_write_yolo_pages_rerunnable(tmp_path):
     mtime = paths[0].stat().st_mtime_ns
     write_yolo_pages(tmp_path, 2, seed=4, max_side=500)
     assert paths[0].stat().st_mtime_ns == mtime  # kept, not rebuilt
+
+
+def test_enumerators_are_sometimes_boxed_apart():
+    """The notes box "②", "Ex:" apart from their line about half the time: some rows do the same."""
+    from core.synth import ENUMERATORS, _segment_texts
+
+    rng = random.Random(0)
+    rows = [_segment_texts(rng) for _ in range(2000)]
+    apart = [r for r in rows if len(r) >= 2 and r[0][0] in ENUMERATORS and r[1][1] is not None]
+    assert 0.05 < len(apart) / len(rows) < 0.2
+    assert all(0.8 <= gap <= 2.0 for _, gap, _ in (r[1] for r in apart))  # a small gap, not a big one
+    assert any(circled for r in apart for _, _, circled in r[:1])  # a digit in a drawn ring
+    assert all(not circled for r in rows for _, _, circled in r[1:])  # only enumerators get a ring

@@ -72,10 +72,14 @@ def test_crnn_decoder_is_chosen_on_held_out_pages(tmp_path):
     manifest = json.loads((out / "inkscribe.json").read_text())
     assert manifest["trained_on"]["val_pages"] == 1
     decoding = manifest["decoding"]
-    assert {"val_cer_greedy", "val_cer_beam", "lm_weight", "char_bonus"} <= set(decoding)
+    assert {"val_cer_greedy", "val_cer_beam", "lm_weight", "char_bonus", "writer_share"} <= set(decoding)
     assert decoding["beam"] == (8 if decoding["val_cer_beam"] < decoding["val_cer_greedy"] else 0)
+    assert manifest["recipe"]["text_prior"] is True
     rec = load_crnn_dir(out)
     assert rec.lm is not None and rec.decoding["beam"] == decoding["beam"]
+    # the general-text prior travels with the model, mixed in as chosen on the held-out page
+    assert rec.lm.writer_share == decoding["writer_share"]
+    assert (rec.lm.prior is not None) == (decoding["writer_share"] < 1.0)
     # the saved character model knows every confirmed line, the held-out page's too
     assert set(rec.lm.counts[""]) >= set("".join(LINES16))
 

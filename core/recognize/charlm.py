@@ -4,12 +4,22 @@ The CRNN reads each frame on its own; a character n-gram model trained on the li
 confirmed knows their words ("edges", "register", variable names) and their notation, so the
 decoder can prefer "edges" over "ed2es" when the glyphs are ambiguous. It is small (counts in
 a JSON file inside the recognizer's model directory) and is rebuilt at every fine-tune.
+
+A few hundred corrected lines are little text, so the writer's model can lean on a *prior*:
+a character model of general technical English (`text_prior`: the docstrings of Python's
+standard library, which ships with every Python, so it is built offline and cached). The two
+are mixed linearly, `writer_share` of the writer's model; fine-tuning chooses the share on
+held-out pages.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import math
+import os
+import sys
+import sysconfig
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,12 +34,19 @@ NEG = -1e30  # log of zero, finite so sums stay comparable
 class CharNgramLM:
     """Interpolated Witten-Bell character n-gram model over lines of text."""
 
-    def __init__(self, order: int = 6, counts: dict[str, dict[str, int]] | None = None, vocab_size: int = 100):
+    def __init__(self, order: int = 6, counts: dict[str, dict[str, int]] | None = None, vocab_size: int = 100,
+                 prior: CharNgramLM | None = None, writer_share: float = 1.0):
         self.order = order
         self.counts: dict[str, dict[str, int]] = counts or {}
         self.vocab_size = max(2, vocab_size)
+        self.prior = prior  # general text, mixed in with weight 1 - writer_share
+        self.writer_share = writer_share if prior is not None else 1.0
         self._cache: dict[tuple[str, str], float] = {}
         self._totals = {ctx: (sum(nxt.values()), len(nxt)) for ctx, nxt in self.counts.items()}
+
+    def with_prior(self, prior: CharNgramLM | None, writer_share: float) -> CharNgramLM:
+        """The same counts mixed with `prior` (a new object: its own probability cache)."""
+        return CharNgramLM(self.order, self.counts, self.vocab_size, prior, writer_share)
 
     @classmethod
     def train(cls, texts: Iterable[str], order: int = 6) -> CharNgramLM:
@@ -53,7 +70,10 @@ class CharNgramLM:
         key = (context, char)
         hit = self._cache.get(key)
         if hit is None:
-            hit = math.log(self._prob(context, char))
+            p = self._prob(context, char)
+            if self.prior is not None and self.writer_share < 1.0:
+                p = self.writer_share * p + (1.0 - self.writer_share) * math.exp(self.prior.logprob(context, char))
+            hit = math.log(p)
             if len(self._cache) < 500_000:
                 self._cache[key] = hit
         return hit
@@ -70,17 +90,72 @@ class CharNgramLM:
             p = lam * nxt.get(char, 0) / total + (1 - lam) * p
         return p
 
-    def save(self, folder: str | Path) -> None:
+    def to_dict(self) -> dict:
         data = {"order": self.order, "vocab_size": self.vocab_size, "counts": self.counts}
-        (Path(folder) / LM_FILE).write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+        if self.prior is not None and self.writer_share < 1.0:  # a model dir carries its prior: self-contained
+            data.update(writer_share=self.writer_share, prior=self.prior.to_dict())
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CharNgramLM:
+        prior = cls.from_dict(data["prior"]) if data.get("prior") else None
+        return cls(int(data["order"]), data["counts"], int(data["vocab_size"]), prior,
+                   float(data.get("writer_share", 1.0)))
+
+    def save(self, folder: str | Path) -> None:
+        (Path(folder) / LM_FILE).write_text(json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")))
 
     @classmethod
     def load(cls, folder: str | Path) -> CharNgramLM | None:
         path = Path(folder) / LM_FILE
         if not path.is_file():
             return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(int(data["order"]), data["counts"], int(data["vocab_size"]))
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+PRIOR_SOURCE = "docstrings of the Python standard library"
+
+
+def stdlib_prose() -> list[str]:
+    """Lines of the standard library's docstrings: technical English present on every Python install."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skip = {"test", "tests", "idlelib", "lib2to3", "site-packages", "dist-packages"}
+    lines: list[str] = []
+    for path in sorted(root.rglob("*.py")):
+        if skip.intersection(path.relative_to(root).parts):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                doc = ast.get_docstring(node)
+                if doc:
+                    lines += [ln.strip() for ln in doc.splitlines() if len(ln.strip()) >= 3]
+    return lines
+
+
+def text_prior(order: int = 5, cache_dir: str | Path | None = None) -> CharNgramLM:
+    """The general-English character model, built from `stdlib_prose` once (~15 s) and cached."""
+    if cache_dir is None:
+        from core.settings import get_settings
+
+        cache_dir = get_settings().cache_dir
+    path = Path(cache_dir) / f"text-prior-py{sys.version_info[0]}{sys.version_info[1]}-o{order}.json"
+    try:
+        return CharNgramLM.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):  # missing or damaged: build it again
+        pass
+    lm = CharNgramLM.train(stdlib_prose(), order)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    try:  # a cache only: a read-only or full disk costs the next run ~15 s, nothing more
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({**lm.to_dict(), "source": PRIOR_SOURCE}, ensure_ascii=False, separators=(",", ":")))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+    return lm
 
 
 def ctc_beam_search(

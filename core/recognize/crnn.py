@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,9 +24,9 @@ ENGINE = "crnn"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 NETWORK = {"input_channel": 1, "output_channel": 256, "hidden_size": 256}
-# Beam search with the writer's character model: chosen on held-out notes pages
-# (docs/bench-recognition.md); fine-tuning re-chooses lm_weight/char_bonus on its own validation pages.
-DEFAULT_DECODING = {"beam": 8, "lm_weight": 0.3, "char_bonus": 1.5, "lm_order": 5}
+# Beam search with the writer's character model (mixed with the general-text prior): defaults for a
+# fine-tune with no page to hold out; otherwise it re-chooses all three on its own validation pages.
+DEFAULT_DECODING = {"beam": 8, "lm_weight": 0.3, "char_bonus": 1.5, "lm_order": 5, "writer_share": 0.7}
 # english_g2's output alphabet, in order (easyocr.config, 'english_g2' → 'characters').
 ENGLISH_G2_ALPHABET = (
     "0123456789!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~ €ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -198,12 +199,13 @@ class CRNNRecognizer(BaseRecognizer):
             self.lm.save(folder)
 
 
-LM_WEIGHTS = (0.2, 0.3, 0.4)
+LM_WEIGHTS = (0.2, 0.3, 0.4, 0.5, 0.6)
 CHAR_BONUSES = (1.0, 1.5, 2.0)
+WRITER_SHARES = (1.0, 0.7, 0.4)  # of the writer's model, against the general-text prior (when lm has one)
 
 
 def tune_decoding(rec: CRNNRecognizer, crops: Sequence, refs: Sequence[str], lm: CharNgramLM) -> dict:
-    """Choose how much beam search trusts `lm`, on held-out lines (never the lines `lm` was built from).
+    """Choose how much beam search trusts `lm` (and its prior), on held-out lines never in `lm`.
 
     Returns the decoding settings with `val_cer_greedy`, `val_cer_beam` and every setting's CER
     (`tried`); `beam` is 0 when no setting beats the best path on these lines.
@@ -211,7 +213,8 @@ def tune_decoding(rec: CRNNRecognizer, crops: Sequence, refs: Sequence[str], lm:
     from core.metrics import cer
 
     saved = rec.lm
-    rec.lm = lm
+    shares = WRITER_SHARES if lm.prior is not None else (1.0,)
+    tried: dict[tuple[float, float, float], float] = {}
     try:
         frames = rec.all_frame_probs(crops)
 
@@ -219,14 +222,37 @@ def tune_decoding(rec: CRNNRecognizer, crops: Sequence, refs: Sequence[str], lm:
             return round(cer(list(refs), [rec.decode(f, opts).text for f in frames]), 4)
 
         greedy = score({"beam": 0})
-        tried = {(w, b): score({**DEFAULT_DECODING, "lm_weight": w, "char_bonus": b})
-                 for w in LM_WEIGHTS for b in CHAR_BONUSES}
+        for share in shares:
+            rec.lm = lm.with_prior(lm.prior, share)
+            for w in LM_WEIGHTS:
+                for b in CHAR_BONUSES:
+                    tried[(share, w, b)] = score({**DEFAULT_DECODING, "lm_weight": w, "char_bonus": b})
     finally:
         rec.lm = saved
-    (w, b), best = min(tried.items(), key=lambda kv: kv[1])
+    (share, w, b), best = min(tried.items(), key=lambda kv: kv[1])
     return {**DEFAULT_DECODING, "beam": DEFAULT_DECODING["beam"] if best < greedy else 0, "lm_weight": w,
-            "char_bonus": b, "val_cer_greedy": greedy, "val_cer_beam": best,
-            "tried": [{"lm_weight": k[0], "char_bonus": k[1], "cer": v} for k, v in tried.items()]}
+            "char_bonus": b, "writer_share": share, "val_cer_greedy": greedy, "val_cer_beam": best,
+            "tried": [{"writer_share": k[0], "lm_weight": k[1], "char_bonus": k[2], "cer": v} for k, v in tried.items()]}
+
+
+def fit_character_model(rec: CRNNRecognizer | None, train_texts: Sequence[str], held_out_texts: Sequence[str],
+                        tune_on: Sequence[tuple[Any, str]] = (), prior: CharNgramLM | None = None,
+                        ) -> tuple[CharNgramLM, dict]:
+    """The writer's character model for `rec` and how to decode with it.
+
+    Settings are chosen on `tune_on` (held-out crops and their texts) with a model of the
+    training lines only, so the choice is honest; without them (or without `rec`) the defaults
+    hold. The returned model then counts every line, training and held-out.
+    """
+    order = int(DEFAULT_DECODING["lm_order"])
+    decoding = dict(DEFAULT_DECODING)
+    if rec is not None and tune_on:
+        lm = CharNgramLM.train(train_texts, order).with_prior(prior, 1.0)
+        decoding = tune_decoding(rec, [c for c, _ in tune_on], [t for _, t in tune_on], lm)
+    if prior is None:
+        decoding["writer_share"] = 1.0
+    lm = CharNgramLM.train([*train_texts, *held_out_texts], order).with_prior(prior, float(decoding["writer_share"]))
+    return lm, decoding
 
 
 def frames_for_width(width: int, frames: int, padded_width: int) -> int:
