@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from core.geometry import bbox, iou
 from core.ingest import load_image
 from core.labels import LabelPage, iter_line_crops, read_labels
 from core.metrics import cer, detection_counts, detection_scores, wer
@@ -97,8 +98,6 @@ WIDTH_BINS = ((0, 30, "<30"), (30, 120, "30-120"), (120, 240, "120-240"), (240, 
 
 def width_bin(points, page_size: tuple[int, int]) -> str:
     """A line's width as a share of the page's longer side x 640: "<30" are 1-3 characters."""
-    from core.geometry import bbox
-
     x0, _, x1, _ = bbox(points)
     w = (x1 - x0) / max(page_size) * 640
     return next(name for lo, hi, name in WIDTH_BINS if lo <= w < hi)
@@ -106,8 +105,6 @@ def width_bin(points, page_size: tuple[int, int]) -> str:
 
 def detection_report(truths: Sequence, preds: Sequence, sizes: Sequence[tuple[int, int]]) -> dict:
     """`detection_scores` over pages plus recall per line-width bin (what small or long lines cost)."""
-    from core.geometry import iou
-
     out = detection_scores([detection_counts(t, p) for t, p in zip(truths, preds, strict=True)])
     found: dict[str, list[int]] = {}
     for truth, pred, size in zip(truths, preds, sizes, strict=True):
@@ -123,26 +120,33 @@ def sweep_reading(detector, pages: Sequence[LabelPage], reads: Sequence[tuple[fl
                   confs: Sequence[float]) -> list[dict]:
     """Score a YOLO detector read at each (squeeze_x, imgsz) and confidence threshold on labelled pages.
 
-    Each reading detects once at the lowest threshold; higher thresholds filter those boxes.
-    The detector's own settings are put back afterwards.
+    Each page is loaded once and read once per (squeeze_x, imgsz) at the lowest threshold;
+    higher thresholds filter those boxes. The detector's own settings are put back afterwards.
     """
-    images = [load_image(p.image_path) for p in pages]
     truths = [[ln.points for ln in p.lines] for p in pages]
-    sizes = [im.size for im in images]
+    sizes: list[tuple[int, int]] = []
+    found: list[list[list]] = [[] for _ in reads]  # per reading, per page: (points, confidence)
+    seconds = [0.0 for _ in reads]
     saved = (detector.squeeze_x, detector.imgsz, detector.conf)
-    rows = []
     try:
-        for squeeze_x, imgsz in reads:
-            detector.squeeze_x, detector.imgsz, detector.conf = float(squeeze_x), int(imgsz), min(confs)
-            start = time.perf_counter()
-            found = [detector.detect([im])[0] for im in images]
-            seconds = (time.perf_counter() - start) / max(1, len(images))
-            for conf in confs:
-                preds = [[ln.points for ln in lines if ln.det_confidence >= conf] for lines in found]
-                rows.append({"squeeze_x": float(squeeze_x), "imgsz": int(imgsz), "conf": float(conf),
-                             **detection_report(truths, preds, sizes), "s_per_page": round(seconds, 3)})
+        for page in pages:
+            image = load_image(page.image_path)
+            sizes.append(image.size)
+            for r, (squeeze_x, imgsz) in enumerate(reads):
+                detector.squeeze_x, detector.imgsz, detector.conf = float(squeeze_x), int(imgsz), min(confs)
+                start = time.perf_counter()
+                lines = detector.detect([image])[0]
+                seconds[r] += time.perf_counter() - start
+                found[r].append([(ln.points, ln.det_confidence) for ln in lines])
     finally:
         detector.squeeze_x, detector.imgsz, detector.conf = saved
+    rows = []
+    for r, (squeeze_x, imgsz) in enumerate(reads):
+        for conf in confs:
+            preds = [[pts for pts, c in page if c >= conf] for page in found[r]]
+            rows.append({"squeeze_x": float(squeeze_x), "imgsz": int(imgsz), "conf": float(conf),
+                         **detection_report(truths, preds, sizes),
+                         "s_per_page": round(seconds[r] / max(1, len(pages)), 3)})
     return rows
 
 

@@ -204,7 +204,6 @@ def ctc_beam_search(
     return best.strip()
 
 
-
 def _lse(a: float, b: float) -> float:
     """log(exp(a) + exp(b)) without overflow."""
     if a < b:
