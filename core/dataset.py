@@ -63,7 +63,9 @@ def assign_holdout(store: Store, fraction: float = HOLDOUT_FRACTION) -> dict:
             for r in list(remaining):
                 if held >= target * 0.75 or len(remaining) <= 1:  # always keep a page to train on
                     break
-                if held + r["confirmed"] > max(2 * target, total / 3 if not held else 0):
+                # a page may overshoot the target, up to a third of all lines; a small page held
+                # first must not block the rest (a 1-line page would otherwise be the whole hold-out)
+                if held + r["confirmed"] > max(2 * target, total / 3):
                     continue
                 c.execute("UPDATE lines SET holdout = 1 WHERE page_id = ?", (r["page_id"],))
                 held_pages.add(r["page_id"])

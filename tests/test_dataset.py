@@ -56,6 +56,20 @@ def test_holdout_is_by_page_deterministic_and_sticky(store):
     assert {r["page_id"] for r in dataset.holdout_lines(store)} == held_pages
 
 
+def test_a_small_page_held_first_does_not_leave_the_holdout_at_one_line(store):
+    import hashlib
+
+    def key(name: str) -> str:
+        return hashlib.sha1(f"sha-{name}:1".encode()).hexdigest()
+
+    for n in range(4):
+        make_doc(store, f"big{n}.pdf", pages=1, lines=20, confirm=True)
+    small = next(f"one{k}.pdf" for k in range(1000) if key(f"one{k}.pdf") < min(key(f"big{n}.pdf") for n in range(4)))
+    make_doc(store, small, pages=1, lines=1, confirm=True)  # its page comes first in hash order
+    held = dataset.assign_holdout(store)
+    assert held["confirmed"] == 81 and held["holdout"] >= 0.75 * 0.1 * 81 and held["holdout_pages"] == 2
+
+
 def test_stats_and_export_labels_exclude_holdout(store, tmp_path):
     for n in range(4):
         make_doc(store, f"d{n}.pdf", pages=1, lines=5, confirm=True)
