@@ -8,7 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app_pages.ui import cached_recognizer, get_store, recognizer_options
+from app_pages.ui import cached_recognizer, default_recognizer_label, get_store, recognizer_options
 from core import dataset, review
 from core.metrics import cer, char_diff
 
@@ -23,7 +23,7 @@ else:
                "no model ever trains on them.")
     recs = recognizer_options(store)
     labels = list(recs)
-    default = ["default (offline english_g2)"] + [lab for lab in labels if lab.endswith("(active)")]
+    default = [default_recognizer_label()] + [lab for lab in labels if lab.endswith("(active)")]
     chosen = st.multiselect("Models to compare", labels, default=[d for d in default if d in labels], key="ev-models")
     if st.button("Evaluate", type="primary", key="ev-go", disabled=not chosen):
         with st.spinner("Reading the held-out lines…"):

@@ -40,11 +40,24 @@ def recognizer_options(store: Store) -> dict[str, str]:
     active = store.active_model("recognizer")
     if active is not None and Path(active["path"]).exists():
         opts[f"{active['name']} (active)"] = active["path"]
-    opts["default (offline english_g2)"] = "default"
+    opts[default_recognizer_label()] = "default"
+    from core.recognize.registry import BUILTIN, resolve
+
+    for name in sorted(set(BUILTIN.values()) - {resolve("default")}):  # the other offline base
+        opts[f"{name} (offline base)"] = name
     for m in store.models("recognizer"):
         if (active is None or m["id"] != active["id"]) and Path(m["path"]).exists():
             opts[f"{m['name']} (#{m['id']})"] = m["path"]
     return opts
+
+
+def default_recognizer_label() -> str:
+    """'default (ppocrv4)': what `default` reads with here (a setting can point it elsewhere)."""
+    from core.recognize.registry import resolve
+
+    resolved = resolve("default")
+    name = Path(resolved).name if Path(resolved).is_absolute() else resolved
+    return "default" if name == "default" else f"default ({name})"
 
 
 def detector_options(store: Store) -> dict[str, str]:
@@ -66,7 +79,7 @@ def model_label(store: Store, kind: str) -> str:
     row = store.active_model(kind)
     if row is not None and Path(row["path"]).exists():
         return row["name"]
-    return "default (english_g2)" if kind == "recognizer" else "default"
+    return default_recognizer_label() if kind == "recognizer" else "default"
 
 
 def show_error(exc: Exception) -> None:

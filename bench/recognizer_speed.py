@@ -1,10 +1,13 @@
-"""Recognizer speed on one thread: the default CRNN on real crops, and a TrOCR-small-SIZED model.
+"""Recognizer speed: the CRNN-engine networks on real crops, and a TrOCR-small-SIZED model.
 
 The TrOCR model is built from configs with random weights (no hub): its speed, not its
 output, is what is measured. Generation is forced to a fixed number of tokens so the numbers
 compare batch sizes and the KV cache fairly. Prints one JSON object.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/recognizer_speed.py --limit 300 --trocr-lines 8
+    .venv/bin/python bench/recognizer_speed.py --networks ppocrv4 --heights 48 --batches 32 --threads 2 --skip-trocr
+
+PP-OCRv4 is timed at 48 px, the height it was trained and is read at; english_g2 at each --heights.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ from core.settings import configure_process  # noqa: E402
 NOTES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "notes" / "labels.jsonl"
 
 
-def crnn_speed(crops, heights, batch_sizes) -> list[dict]:
-    from core.recognize.crnn import CRNNRecognizer, load_english_g2
+def crnn_speed(crops, network: str, heights, batch_sizes) -> list[dict]:
+    from core.recognize.crnn import CRNNRecognizer, load_pretrained
 
-    model, alphabet = load_english_g2()
+    model, alphabet = load_pretrained(network)
     rows = []
     for h in heights:
         for bs in batch_sizes:
@@ -35,7 +38,7 @@ def crnn_speed(crops, heights, batch_sizes) -> list[dict]:
             start = time.perf_counter()
             rec.recognize(crops)
             dt = time.perf_counter() - start
-            rows.append({"engine": "crnn english_g2", "img_height": h, "batch": bs, "lines": len(crops),
+            rows.append({"engine": f"crnn {network}", "img_height": h, "batch": bs, "lines": len(crops),
                          "lines_per_s": round(len(crops) / dt, 2)})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return rows
@@ -94,6 +97,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--labels", default=str(NOTES))
     ap.add_argument("--limit", type=int, default=300, help="eval lines for the CRNN")
+    ap.add_argument("--networks", default="ppocrv4,english_g2", help="CRNN-engine networks to time")
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--heights", default="48,64")
     ap.add_argument("--batches", default="1,32")
     ap.add_argument("--trocr-lines", type=int, default=8)
@@ -101,15 +106,17 @@ def main() -> None:
     ap.add_argument("--trocr-batches", default="1,8")
     ap.add_argument("--skip-trocr", action="store_true")
     args = ap.parse_args()
-    configure_process(threads=1)
+    configure_process(threads=args.threads)
     import torch
 
     from core.evaluate import load_line_set
 
     crops, _ = load_line_set(args.labels, "eval", args.limit)
-    out = {"threads": torch.get_num_threads(),
-           "crnn": crnn_speed(crops, [int(h) for h in args.heights.split(",")],
-                              [int(b) for b in args.batches.split(",")])}
+    batches = [int(b) for b in args.batches.split(",")]
+    out = {"threads": torch.get_num_threads(), "crnn": []}
+    for network in args.networks.split(","):
+        heights = [48] if network == "ppocrv4" else [int(h) for h in args.heights.split(",")]
+        out["crnn"] += crnn_speed(crops, network, heights, batches)
     if not args.skip_trocr:
         out["trocr"] = trocr_speed(args.trocr_lines, args.trocr_tokens, [int(b) for b in args.trocr_batches.split(",")])
     print(json.dumps(out, indent=2))

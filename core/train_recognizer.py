@@ -41,6 +41,8 @@ CRNN_RECIPE = {
     "val_every_steps": None,  # validate every N steps instead of every budget/6 seconds
     "text_prior": True,  # mix a general-English character model into the writer's (share chosen on validation)
 }
+# PP-OCRv4 trains every layer: measured with nothing frozen (docs/RECOGNITION.md).
+PPOCR_RECIPE = {**CRNN_RECIPE, "freeze_convs": 0}
 TROCR_RECIPE = {**CRNN_RECIPE, "lr": 5e-5, "batch_size": 8, "freeze_convs": 0}
 
 Progress = Callable[[dict], None]
@@ -130,7 +132,7 @@ def load_samples(labels: str | Path, split: str, val_fraction: float, limit_line
 
 
 class CRNNAdapter:
-    """CTC fine-tuning of the english_g2-architecture CRNN."""
+    """CTC fine-tuning of a CRNN-engine network (english_g2 or PP-OCRv4)."""
 
     engine = "crnn"
 
@@ -140,8 +142,8 @@ class CRNNAdapter:
         from core.recognize import crnn
         from core.recognize.preprocess import DEFAULT_HEIGHT
 
-        if resolved == "english_g2":
-            model, alphabet = crnn.load_english_g2()
+        if resolved in crnn.PRETRAINED:
+            model, alphabet = crnn.load_pretrained(resolved)
             base_height = DEFAULT_HEIGHT
         else:
             base = crnn.load_crnn_dir(resolved)
@@ -163,6 +165,11 @@ class CRNNAdapter:
         import torch
 
         if n_convs <= 0:
+            return None
+        if not hasattr(self.model, "FeatureExtraction"):  # PP-OCRv4: autograd stops at the first trainable layer
+            for conv in [m for m in self.model.modules() if isinstance(m, torch.nn.Conv2d)][:n_convs]:
+                for p in conv.parameters():
+                    p.requires_grad_(False)
             return None
         convnet = self.model.FeatureExtraction.ConvNet
         seen, cut = 0, 0
@@ -360,6 +367,15 @@ def _lr_at(frac: float, recipe: dict) -> float:
     return recipe["lr"] * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def default_recipe(resolved: str, engine: str) -> dict:
+    """The measured defaults for fine-tuning this base (TrOCR, english_g2 or PP-OCRv4)."""
+    if engine == "trocr":
+        return TROCR_RECIPE
+    from core.recognize.crnn import pretrained_of
+
+    return PPOCR_RECIPE if pretrained_of(resolved) == "ppocrv4" else CRNN_RECIPE
+
+
 def validation_lines(data: DataSplit, cap: int, seed: int) -> list[Sample]:
     """The validation lines a run scores: all held-out lines, or a seeded sample of `cap`."""
     return data.val if len(data.val) <= cap else random.Random(seed).sample(data.val, cap)
@@ -401,7 +417,7 @@ def train_recognizer(
     out = out.expanduser().resolve()
     if out.exists():
         raise ModelError(f"{out}: a model already exists there; models are never overwritten")
-    if resolved != "english_g2" and Path(resolved) == out:
+    if Path(resolved).is_absolute() and Path(resolved) == out:
         raise ModelError("the output directory must differ from the base model")
     work = out.parent / f"{out.name}.work"
     ckpt_path = work / "checkpoint.pt"
@@ -409,7 +425,7 @@ def train_recognizer(
     t0 = time.monotonic()
     report({"message": "cutting line crops"})
     data = load_samples(labels, split, val_fraction, limit_lines, seed)
-    rec = {**(TROCR_RECIPE if engine == "trocr" else CRNN_RECIPE), **(recipe or {})}
+    rec = {**default_recipe(resolved, engine), **(recipe or {})}
     val = validation_lines(data, int(rec["val_lines"]), seed)
     torch.manual_seed(seed)
     adapter = (TrOCRAdapter if engine == "trocr" else CRNNAdapter)(resolved, rec, [s.text for s in data.train])

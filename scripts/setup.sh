@@ -23,8 +23,9 @@ PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 req=requirements.txt; [ "$mode" = dev ] && req=requirements-dev.txt
-stamp=".venv/.installed-$(sha256sum requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)-$mode"
+stamp=".venv/.installed-$(sha256sum requirements.txt requirements-dev.txt requirements-nodeps.txt | sha256sum | cut -c1-16)-$mode"
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -r "$req"
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
   touch "$stamp"
 fi

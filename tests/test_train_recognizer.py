@@ -51,7 +51,7 @@ def test_tiny_trocr_overfits_and_never_touches_its_base(tmp_path, labels16, inks
 
 def test_crnn_fine_tune_learns_new_characters(tmp_path, labels16):
     events: list[dict] = []
-    out = train_recognizer(labels16, base="default", max_minutes=3, out=tmp_path / "crnn-ft", progress=events.append,
+    out = train_recognizer(labels16, base="english_g2", max_minutes=3, out=tmp_path / "crnn-ft", progress=events.append,
                            recipe={**FAST, "batch_size": 8, "lr": 1e-3, "max_steps": 40, "val_every_steps": 20})
     manifest = json.loads((out / "inkscribe.json").read_text())
     assert set(manifest["alphabet_added"]) == {"≥", "→"}

