@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from core import jobs
-from core.errors import InkscribeError
+from core.errors import InkscribeError, ModelError
 from core.settings import get_settings
 from core.store import Store
 
@@ -40,11 +40,13 @@ def recognizer_options(store: Store) -> dict[str, str]:
     active = store.active_model("recognizer")
     if active is not None and Path(active["path"]).exists():
         opts[f"{active['name']} (active)"] = active["path"]
-    opts[default_recognizer_label()] = "default"
-    from core.recognize.registry import BUILTIN, resolve
+    label = default_recognizer_label()
+    opts[label] = "default"
+    from core.recognize.registry import BUILTIN
 
-    for name in sorted(set(BUILTIN.values()) - {resolve("default")}):  # the other offline base
-        opts[f"{name} (offline base)"] = name
+    for name in sorted(set(BUILTIN.values())):  # the other offline base
+        if label != f"default ({name})":
+            opts[f"{name} (offline base)"] = name
     for m in store.models("recognizer"):
         if (active is None or m["id"] != active["id"]) and Path(m["path"]).exists():
             opts[f"{m['name']} (#{m['id']})"] = m["path"]
@@ -55,7 +57,10 @@ def default_recognizer_label() -> str:
     """'default (ppocrv4)': what `default` reads with here (a setting can point it elsewhere)."""
     from core.recognize.registry import resolve
 
-    resolved = resolve("default")
+    try:
+        resolved = resolve("default")
+    except ModelError:  # a configured default that is gone: loading it will say so
+        return "default"
     name = Path(resolved).name if Path(resolved).is_absolute() else resolved
     return "default" if name == "default" else f"default ({name})"
 

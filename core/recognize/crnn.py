@@ -200,7 +200,7 @@ def ctc_greedy(probs: np.ndarray, alphabet: str, length: int | None = None) -> t
 
 
 class CRNNRecognizer(BaseRecognizer):
-    """english_g2-architecture CTC recognizer; crops go through `preprocess.prepare`."""
+    """CTC recognizer over either network (english_g2 or PP-OCRv4); crops go through `preprocess.prepare`."""
 
     # Lines per forward pass, per network: smaller batches stay in cache (300 eval lines, one thread:
     # PP-OCRv4 19.5 lines/s at 4 vs 9.1 at 32; english_g2 27.5 at 8 vs 21.3 at 32).
