@@ -371,9 +371,9 @@ def default_recipe(resolved: str, engine: str) -> dict:
     """The measured defaults for fine-tuning this base (TrOCR, english_g2 or PP-OCRv4)."""
     if engine == "trocr":
         return TROCR_RECIPE
-    from core.recognize.crnn import pretrained_of
+    from core.recognize.crnn import PPOCRV4, pretrained_of
 
-    return PPOCR_RECIPE if pretrained_of(resolved) == "ppocrv4" else CRNN_RECIPE
+    return PPOCR_RECIPE if pretrained_of(resolved) == PPOCRV4 else CRNN_RECIPE
 
 
 def validation_lines(data: DataSplit, cap: int, seed: int) -> list[Sample]:

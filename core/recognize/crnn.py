@@ -28,7 +28,8 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 NETWORK = {"input_channel": 1, "output_channel": 256, "hidden_size": 256}
 ENGLISH_G2 = "english_g2"
-PRETRAINED = ("english_g2", "ppocrv4")  # the built-in networks, by the name config.json records
+PPOCRV4 = "ppocrv4"
+PRETRAINED = (ENGLISH_G2, PPOCRV4)  # the built-in networks, by the name config.json records
 # Beam search with the writer's character model (mixed with the general-text prior): defaults for a
 # fine-tune with no page to hold out; otherwise it re-chooses all three on its own validation pages.
 DEFAULT_DECODING = {"beam": 8, "lm_weight": 0.3, "char_bonus": 1.5, "lm_order": 5, "writer_share": 0.7}
@@ -66,15 +67,11 @@ def english_g2_weights() -> Path:
 def build_network(num_class: int, network: str = ENGLISH_G2):
     """A network of kind `network` with `num_class` outputs (blank included), for loading a state dict
     into: english_g2-shaped and untrained, or PP-OCRv4 with its shipped weights (a fixed alphabet)."""
-    if network == "ppocrv4":
-        from core.recognize import ppocr
-
-        model, alphabet = ppocr.build_network()
-        if num_class != len(alphabet) + 1:
-            raise ModelError(f"a PP-OCRv4 network has {len(alphabet) + 1} outputs, not {num_class}")
-        return model
     if network != ENGLISH_G2:
-        raise ModelError(f"unknown CRNN network {network!r} (known: {', '.join(PRETRAINED)})")
+        model, alphabet = load_pretrained(network)
+        if num_class != len(alphabet) + 1:
+            raise ModelError(f"a {network} network has {len(alphabet) + 1} outputs, not {num_class}")
+        return model
     try:
         from easyocr.model.vgg_model import Model
     except ImportError as exc:
@@ -96,7 +93,7 @@ def load_english_g2():
 
 def load_pretrained(network: str):
     """(network in eval mode, alphabet) for a built-in pretrained network (`PRETRAINED`)."""
-    if network == "ppocrv4":
+    if network == PPOCRV4:
         from core.recognize import ppocr
 
         return ppocr.build_network()
@@ -118,7 +115,7 @@ def pretrained_of(resolved: str) -> str:
 def network_of(model) -> str:
     from core.recognize.ppocr import is_ppocr
 
-    return "ppocrv4" if is_ppocr(model) else ENGLISH_G2
+    return PPOCRV4 if is_ppocr(model) else ENGLISH_G2
 
 
 def extend_alphabet(model, alphabet: str, chars: str) -> tuple[str, list[str]]:
@@ -136,7 +133,7 @@ def extend_alphabet(model, alphabet: str, chars: str) -> tuple[str, list[str]]:
     added = [c for c in dict.fromkeys(chars) if c not in alphabet and c.isprintable() and c != "\n"]
     if not added:
         return alphabet, []
-    if network_of(model) == "ppocrv4":
+    if network_of(model) == PPOCRV4:
         weight, bias = model.output_layer()
         rows = weight.t()  # [classes, features] view: writes go to the parameter
         used = set(chars)
@@ -204,7 +201,7 @@ class CRNNRecognizer(BaseRecognizer):
 
     # Lines per forward pass, per network: smaller batches stay in cache (300 eval lines, one thread:
     # PP-OCRv4 19.5 lines/s at 4 vs 9.1 at 32; english_g2 27.5 at 8 vs 21.3 at 32).
-    READ_BATCH = {ENGLISH_G2: 8, "ppocrv4": 4}
+    READ_BATCH = {ENGLISH_G2: 8, PPOCRV4: 4}
 
     def __init__(self, model, alphabet: str, img_height: int = DEFAULT_HEIGHT, name: str = "crnn",
                  max_width: int = MAX_WIDTH, lm: CharNgramLM | None = None, decoding: dict | None = None):
@@ -254,7 +251,7 @@ class CRNNRecognizer(BaseRecognizer):
     def config(self) -> dict:
         network = network_of(self.model)
         architecture = ("PP-OCRv4 rec (PPLCNetV3 + SVTR neck), converted by onnx2torch from rapidocr-onnxruntime 1.4.4"
-                        if network == "ppocrv4" else "easyocr.model.vgg_model.Model (english_g2, generation2)")
+                        if network == PPOCRV4 else "easyocr.model.vgg_model.Model (english_g2, generation2)")
         return {"engine": ENGINE, "pretrained": network, "alphabet": self.alphabet, "img_height": self.img_height,
                 "max_width": self.max_width, "num_class": len(self.alphabet) + 1, "architecture": architecture,
                 **({"network": NETWORK} if network == ENGLISH_G2 else {}),

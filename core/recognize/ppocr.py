@@ -17,6 +17,7 @@ networks share one decoder, trainer and file format (`core.recognize.crnn`).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import warnings
 from pathlib import Path
@@ -190,7 +191,9 @@ def _simplify(gm) -> dict:
     return counts
 
 
+@functools.cache
 def _network_class():
+    """The module class, defined once on first use (torch is imported only when a network is built)."""
     import torch
 
     class PPOCRNet(torch.nn.Module):
