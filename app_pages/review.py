@@ -1,10 +1,11 @@
-"""Review: the page with numbered boxes, each line's crop beside its text; type, Enter, next line."""
+"""Review: the page with numbered boxes (drag to draw one), each line's crop beside its text; type, Enter, next."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
+from app_pages.canvas import page_canvas
 from app_pages.ui import cached_recognizer, get_store, recognizer_options
 from core import review
 from core.errors import InkscribeError
@@ -99,6 +100,10 @@ if st.session_state.get("goto-pending") in queue_ids:
     st.session_state[goto_key] = st.session_state.pop("goto-pending")
 if goto_key in st.session_state and st.session_state[goto_key] not in queue_ids:
     del st.session_state[goto_key]
+# The current line lives in the URL too (?line=ID), so a reload or a shared link opens it again.
+wanted = st.query_params.get("line", "")
+if goto_key not in st.session_state and wanted.isdigit() and int(wanted) in queue_ids:
+    st.session_state[goto_key] = int(wanted)
 
 left, right = st.columns([1, 1])
 current = None
@@ -109,6 +114,8 @@ with right:
             format_func=lambda i: f"{by_id[i]['position'] + 1} · {by_id[i]['status']} · "
                                   f"{by_id[i]['confidence']:.2f} · {by_id[i]['text'][:40]}")
         current = by_id[current_id]
+        if st.query_params.get("line") != str(current_id):
+            st.query_params["line"] = str(current_id)
         flash = st.session_state.pop("review-flash", None)
         if flash:
             (st.error if flash[0] == "error" else st.success)(flash[1])
@@ -129,8 +136,22 @@ with right:
         st.iframe(FOCUS_JS.replace("@KEY@", str(current["id"])), height=1, tab_index=-1)
 
 with left:
-    st.image(review.draw_boxes(review.page_image(store, page.id), store.lines(page.id),
-                               highlight=current["id"] if current else None), width="stretch")
+    page_rows = store.lines(page.id)
+    version = int(max((r["updated_at"] for r in page_rows), default=0) * 1000)  # a changed page clears the brush
+    drawn = page_canvas(review.page_image(store, page.id), page_rows, current["id"] if current else None,
+                        key=f"canvas-{page.id}-{version}-{len(page_rows)}")
+    if drawn:
+        st.caption("Drawn box: left {}, top {}, right {}, bottom {} (double-click the page to clear it).".format(*drawn))
+        d1, d2 = st.columns(2)
+        if current is not None and d1.button(f"Use it as line {current['position'] + 1}'s box", key="use-drawn"):
+            review.move_box(store, current["id"], *drawn)
+            st.rerun()
+        if d2.button("Add it as a new line", key="add-drawn"):
+            new_id = review.add_box(store, page.id, *drawn, recognizer=next(iter(recognizer_options(store).values())))
+            st.session_state["goto-pending"] = new_id
+            st.rerun()
+    else:
+        st.caption("Drag on the page to draw a box, then use it for the current line or add it as a missing line.")
 
 if current is not None:
     with right:
@@ -151,7 +172,7 @@ if current is not None:
                 st.rerun()
 
         with st.expander("Fix the box"):
-            st.caption("Boxes are edited with numbers (page pixels): exact, keyboard-friendly and testable.")
+            st.caption("Or type the box in page pixels (exact and keyboard-friendly).")
             x0, y0, x1, y1 = bbox(review.line_points(current))
             sfx = f"{current['id']}-{int(current['updated_at'] * 1000)}"
             n1, n2, n3, n4 = st.columns(4)

@@ -1,7 +1,7 @@
 """Where a recognizer's remaining errors come from, on the notes' eval split.
 
-Rescores one model's eval transcriptions under relaxed comparisons (spaces ignored, case
-folded, lines with characters the model cannot write left out) and lists the worst lines, so
+Rescores one model's eval transcriptions under relaxed comparisons (spaces ignored, leading
+bullet marks ignored, case folded, lines with characters the model cannot write left out) and lists the worst lines, so
 a recipe change can be aimed at the error that is left. Prints one JSON object.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/recognition_errors.py --recognizer /tmp/model-dir
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from core.evaluate import evaluate_recognizer, load_line_set, score_lines  # noq
 from core.metrics import cer  # noqa: E402
 from core.settings import configure_process  # noqa: E402
 
+LEADING_MARK = re.compile(r"^[\s.·•)\-]+")
 NOTES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "notes" / "labels.jsonl"
 
 
@@ -45,11 +47,17 @@ def main() -> None:
     def no_space(s: str) -> str:
         return "".join(s.split())
 
+    def no_leading_mark(s: str) -> str:
+        """The line without its bullet: the transcriptions write a drawn `·)` as `.`, `)`, `.)` or nothing."""
+        return LEADING_MARK.sub("", s)
+
     long = [i for i, r in enumerate(refs) if len(r.strip()) >= 4]
     writable = [i for i in long if not alphabet or set(refs[i]) - {" "} <= alphabet]
     out = {
         **result,
         "cer_4plus_no_spaces": round(cer([no_space(refs[i]) for i in long], [no_space(hyps[i]) for i in long]), 4),
+        "cer_4plus_no_leading_marks": round(cer([no_leading_mark(refs[i]) for i in long],
+                                                [no_leading_mark(hyps[i]) for i in long]), 4),
         "cer_4plus_casefold": round(cer([refs[i].casefold() for i in long], [hyps[i].casefold() for i in long]), 4),
         "cer_4plus_writable": round(cer([refs[i] for i in writable], [hyps[i] for i in writable]), 4),
         "lines_4plus": len(long),

@@ -114,7 +114,12 @@ def log_path(job_id: int) -> Path:
 
 
 def spawn_worker(store: Store, job_id: int) -> int:
-    """Start `python -m core worker JOB_ID` detached from the server (own session, one thread)."""
+    """Start `python -m core worker JOB_ID` detached from the server (own session).
+
+    One torch thread, except that training jobs take `train_threads` (both cores of a small
+    machine: one job runs at a time, the server mostly idles, and waits are passive, so a
+    line read by the server while training runs slows both a little, not tenfold).
+    """
     settings = get_settings()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "INKSCRIBE_THREADS": "1", "INKSCRIBE_HOME": str(settings.home),
            "OMP_WAIT_POLICY": "PASSIVE", "PYTHONUNBUFFERED": "1"}
@@ -476,7 +481,8 @@ def _run_train_recognizer(store: Store, job_id: int, params: dict, ctx: JobConte
     out = Path(params.get("out") or get_settings().models_dir / f"recognizer-job{job_id}")
     ctx.message(f"training on {summary['lines']} confirmed lines from {summary['documents']} documents")
     kwargs = {"split": "train", "base": base, "max_minutes": float(params.get("max_minutes", 15)), "out": out,
-              "progress": ctx.progress, "should_stop": ctx.should_stop, "resume": True}
+              "progress": ctx.progress, "should_stop": ctx.should_stop, "resume": True,
+              "threads": get_settings().train_threads}
     for key in ("val_fraction", "limit_lines", "seed"):
         if params.get(key) is not None:
             kwargs[key] = params[key]
@@ -532,7 +538,8 @@ def _run_train_detector(store: Store, job_id: int, params: dict, ctx: JobContext
         model_dir = out
     else:
         model_dir = Path(train_detector(labels, split="train", base=base, max_minutes=float(params.get("max_minutes", 15)),
-                                        out=out, progress=ctx.progress, should_stop=ctx.should_stop, resume=True))
+                                        out=out, progress=ctx.progress, should_stop=ctx.should_stop, resume=True,
+                                        threads=get_settings().train_threads))
     from core.modeldir import read_manifest
 
     manifest = read_manifest(model_dir)

@@ -9,7 +9,7 @@ import json
 import math
 from collections.abc import Sequence
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from core.errors import InkscribeError
 from core.geometry import bbox, box_points, crop_line
@@ -17,7 +17,6 @@ from core.store import Store
 from core.types import Line
 
 CROP_PAD = 0.08
-STATUS_COLORS = {"new": (220, 60, 40), "corrected": (230, 150, 0), "confirmed": (30, 150, 60)}
 
 
 # -- queues ---------------------------------------------------------------------------------
@@ -85,29 +84,6 @@ def line_crop(store: Store, row, image: Image.Image | None = None) -> Image.Imag
         return crop_line(image, line_points(row), pad=CROP_PAD)
     except ValueError:
         return None
-
-
-def draw_boxes(image: Image.Image, rows: Sequence, highlight: int | None = None, max_width: int = 1100) -> Image.Image:
-    """The page, scaled down, with each line's box in its status colour and its number (position + 1)."""
-    scale = min(1.0, max_width / image.width)
-    img = image.resize((round(image.width * scale), round(image.height * scale))) if scale < 1 else image.copy()
-    draw = ImageDraw.Draw(img)
-    try:
-        font = ImageFont.truetype("DejaVuSans-Bold.ttf", 14)
-    except OSError:
-        font = ImageFont.load_default()
-    for r in rows:
-        pts = [(x * scale, y * scale) for x, y in line_points(r)]
-        color = STATUS_COLORS.get(r["status"], (0, 0, 200))
-        width = 4 if r["id"] == highlight else 2
-        draw.polygon(pts, outline=(20, 90, 230) if r["id"] == highlight else color, width=width)
-        x0, y0, _, _ = bbox(pts)
-        label = str(r["position"] + 1)
-        tx, ty = max(0, x0 - 2), max(0, y0 - 16)
-        tb = draw.textbbox((tx, ty), label, font=font)
-        draw.rectangle(tb, fill=(255, 255, 255))
-        draw.text((tx, ty), label, fill=color, font=font)
-    return img
 
 
 # -- re-reading -----------------------------------------------------------------------------
@@ -179,6 +155,19 @@ def _clip(page, x0: float, y0: float, x1: float, y1: float) -> tuple[float, floa
     if x1 - x0 < 2 or y1 - y0 < 2:
         raise InkscribeError("a box must be at least 2 pixels wide and high inside the page")
     return x0, y0, x1, y1
+
+
+def drawn_box(xs: Sequence | None, ys: Sequence | None, width: int, height: int,
+              min_size: int = 2) -> tuple[int, int, int, int] | None:
+    """The box a user dragged on the page view (its x and y extents, page pixels), rounded and kept
+    inside the page; None when nothing (or a box too small to hold a line) was drawn."""
+    try:
+        (xa, xb), (ya, yb) = (float(v) for v in xs[:2]), (float(v) for v in ys[:2])  # type: ignore[index]
+        x0, x1 = sorted((round(max(0.0, min(xa, width))), round(max(0.0, min(xb, width)))))
+        y0, y1 = sorted((round(max(0.0, min(ya, height))), round(max(0.0, min(yb, height)))))
+    except (TypeError, ValueError):  # nothing drawn, or not numbers
+        return None
+    return (x0, y0, x1, y1) if x1 - x0 >= min_size and y1 - y0 >= min_size else None
 
 
 def add_box(store: Store, page_id: int, x0: float, y0: float, x1: float, y1: float, text: str = "",

@@ -31,6 +31,7 @@ def _file_config() -> dict:
 class Settings:
     home: Path
     threads: int
+    train_threads: int  # a training job's threads: one job runs at a time and the server mostly idles
     device: str
     max_image_pixels: int
     max_pdf_pages: int
@@ -81,6 +82,7 @@ def get_settings() -> Settings:
     return Settings(
         home=home,
         threads=pick("INKSCRIBE_THREADS", "threads", max(1, min(2, os.cpu_count() or 1))),
+        train_threads=pick("INKSCRIBE_TRAIN_THREADS", "train_threads", max(1, min(2, os.cpu_count() or 1))),
         device=pick("INKSCRIBE_DEVICE", "device", "auto"),
         max_image_pixels=pick("INKSCRIBE_MAX_IMAGE_PIXELS", "max_image_pixels", 60_000_000),
         max_pdf_pages=pick("INKSCRIBE_MAX_PDF_PAGES", "max_pdf_pages", 1000),

@@ -159,6 +159,8 @@ class CRNNAdapter:
         self.frozen = self._freeze(int(recipe.get("freeze_convs", 0)))
         self.lm = None  # the writer's character model, built by fit_decoder once training is done
         self.decoding: dict = {"beam": 0}
+        self._timing_lm = None  # a character model to time beam search with (`finish_seconds`)
+        self._lm_seconds = 0.0
 
     def _freeze(self, n_convs: int):
         """Freeze the first n conv layers (and what lies between): they see strokes, not letters."""
@@ -263,6 +265,38 @@ class CRNNAdapter:
             rec, [s.text for s in data.train], [s.text for s in data.val], [(s.crop, s.text) for s in val], prior)
         self.decoding.pop("tried", None)
 
+    def finish_seconds(self, data: DataSplit, val: list[Sample], read_seconds: float) -> float:
+        """Seconds the run needs after its last step: validating the last weights, reading `val` once
+        more and beam-decoding it once per decoder setting tried. The decoding is timed here on a few
+        lines with the network as it is now (the base decodes ~4x slower than a trained network:
+        its flat outputs keep more beams alive), so the trainer asks again at every validation."""
+        from core.recognize.charlm import CharNgramLM, text_prior
+        from core.recognize.crnn import DEFAULT_DECODING, decoding_grid
+
+        if not (data.val_pages and val):
+            return read_seconds
+        if self._timing_lm is None:
+            started = time.monotonic()
+            prior = text_prior() if self.recipe.get("text_prior", True) else None
+            self._timing_lm = CharNgramLM.train([s.text for s in data.train], int(DEFAULT_DECODING["lm_order"]))
+            self._timing_lm = self._timing_lm.with_prior(prior, float(DEFAULT_DECODING["writer_share"]))
+            self._lm_seconds = time.monotonic() - started  # the decoder's choice builds two such models
+        grid = decoding_grid(self._timing_lm.prior is not None)
+        shares = len({share for share, _, _ in grid})
+        rec = self.recognizer()
+        # A fresh copy has a cold probability cache, as the first pass of each share has in `tune_decoding`.
+        rec.lm = self._timing_lm.with_prior(self._timing_lm.prior, self._timing_lm.writer_share)
+        frames = rec.all_frame_probs([s.crop for s in val[:16]])
+        per_line = []
+        for _ in ("cold", "warm"):
+            started = time.monotonic()
+            for f in frames:
+                rec.decode(f, DEFAULT_DECODING)
+            per_line.append((time.monotonic() - started) / len(frames))
+        self.train_mode()
+        decoding = len(val) * (shares * per_line[0] + (len(grid) - shares) * per_line[1])
+        return 2 * read_seconds + 2 * self._lm_seconds + decoding
+
     def describe(self) -> dict:
         return {"alphabet_added": self.added, "alphabet_size": len(self.alphabet), "img_height": self.height,
                 "decoding": self.decoding}
@@ -330,6 +364,10 @@ class TrOCRAdapter:
         nr, cph, beams = self.base_settings
         TrOCRRecognizer(model, self.processor, folder.name, nr, cph, beams).save(folder)
 
+    def finish_seconds(self, data: DataSplit, val: list[Sample], read_seconds: float) -> float:
+        """Seconds the run needs after its last step: validating the last weights."""
+        return read_seconds
+
     def describe(self) -> dict:
         return {}
 
@@ -394,19 +432,21 @@ def train_recognizer(
     limit_lines: int | None = None,
     seed: int = 0,
     recipe: dict | None = None,
+    threads: int | None = None,
 ) -> Path:
     """Fine-tune `base` on `labels` (split `split`) for at most `max_minutes`; returns the new model dir.
 
     `should_stop()` ends training early: the best weights so far are saved as usual (if no
     validation has happened yet, CancelledError is raised and the checkpoint kept for resume).
     """
+    t0 = time.monotonic()  # the budget covers the whole call, loading torch included
     import torch
 
     from core.modeldir import next_version_dir, write_model_dir
     from core.recognize.registry import engine_of, resolve
     from core.settings import configure_process, get_settings
 
-    configure_process()
+    configure_process(threads=threads)
     report = progress or (lambda _d: None)
     stop = should_stop or (lambda: False)
     if max_minutes <= 0:
@@ -422,7 +462,6 @@ def train_recognizer(
     work = out.parent / f"{out.name}.work"
     ckpt_path = work / "checkpoint.pt"
 
-    t0 = time.monotonic()
     report({"message": "cutting line crops"})
     data = load_samples(labels, split, val_fraction, limit_lines, seed)
     rec = {**default_recipe(resolved, engine), **(recipe or {})}
@@ -462,10 +501,11 @@ def train_recognizer(
     work.mkdir(parents=True, exist_ok=True)
 
     budget = max_minutes * 60.0
-    deadline = t0 + budget - state["elapsed"]  # a resumed run gets what was left of its budget
     adapter.train_mode()
     if state["base_cer"] is None:
+        started = time.monotonic()
         state["base_cer"] = _val_cer(adapter, val)
+        state["val_seconds"] = round(time.monotonic() - started, 2)
         report({"message": f"base model: validation CER {state['base_cer']:.3f}", "val_cer": state["base_cer"],
                 "step": 0})
         if best_state is None:
@@ -475,8 +515,21 @@ def train_recognizer(
         _save_checkpoint(ckpt_path, {"signature": signature, "model": adapter.model.state_dict(),
                                      "optim": optim.state_dict(), "state": state, "best": best_state})
 
-    loop_start = time.monotonic() - 0.0
+    # The budget covers the whole run: what comes after the last step (final validation, the
+    # decoder's choice) is set aside, at most half of what is left. A resumed run gets what was
+    # left of its budget.
+    budget_end = t0 + budget - state["elapsed"]
+    loop_start = time.monotonic()
     elapsed_before = state["elapsed"]
+
+    def set_aside() -> tuple[float, float, float]:
+        """(seconds set aside, the loop's deadline, the loop's whole length): the schedule ends with the loop."""
+        left = budget_end - time.monotonic()
+        kept = min(adapter.finish_seconds(data, val, float(state.get("val_seconds", 0.0))), max(0.0, left) / 2)
+        end = budget_end - kept if left > 0 else time.monotonic()
+        return kept, end, max(1e-6, elapsed_before + end - loop_start)
+
+    reserved, deadline, loop_budget = set_aside()
     val_every = max(20.0, min(180.0, budget / 6))
     last_val = time.monotonic()
     steps_since_val = 0
@@ -488,7 +541,7 @@ def train_recognizer(
         for batch in batches:
             now = time.monotonic()
             elapsed = elapsed_before + (now - loop_start)
-            frac = min(1.0, elapsed / budget)
+            frac = min(1.0, elapsed / loop_budget)
             if rec["max_steps"]:
                 frac = max(frac, state["step"] / rec["max_steps"])
             stopping = stop()
@@ -508,9 +561,9 @@ def train_recognizer(
             steps_since_val += 1
             # Steps the budget allows at the pace so far (a guess until a few steps have run).
             rate = state["step"] / max(1e-6, elapsed)
-            total_guess = max(state["step"], int(rate * budget)) if elapsed >= 5 and state["step"] >= 3 else None
+            total_guess = max(state["step"], int(rate * loop_budget)) if elapsed >= 5 and state["step"] >= 3 else None
             report({"step": state["step"], "total_steps": total_guess, "epoch": state["epoch"],
-                    "loss": round(float(loss.detach()), 4), "eta_s": round(max(0.0, deadline - now), 1),
+                    "loss": round(float(loss.detach()), 4), "eta_s": round(max(0.0, deadline - now) + reserved, 1),
                     "best_val_cer": state["best_cer"]})
             if (steps_since_val >= rec["val_every_steps"] if rec["val_every_steps"] else
                     time.monotonic() - last_val >= val_every and steps_since_val >= rec["min_steps_per_val"]):
@@ -526,6 +579,7 @@ def train_recognizer(
                 report({"step": state["step"], "val_cer": v, "best_val_cer": state["best_cer"],
                         "message": f"step {state['step']}: validation CER {v:.3f} (best {state['best_cer']:.3f})"})
                 checkpoint()
+                reserved, deadline, loop_budget = set_aside()  # decoding gets faster as the network learns
                 last_val, steps_since_val = time.monotonic(), 0
                 if state["bad_vals"] >= rec["patience"]:
                     stopped_early = True
@@ -560,6 +614,7 @@ def train_recognizer(
                        "limit_lines": limit_lines, "seed": seed},
         "metrics": {"val_cer": state["best_cer"], "base_val_cer": state["base_cer"],
                     "train_seconds": round(state["elapsed"], 1), "wall_seconds": round(time.monotonic() - t0, 1),
+                    "set_aside_for_finish_s": round(reserved, 1),
                     "steps": state["step"], "epochs": round(state["step"] * rec["batch_size"] / len(data.train), 2),
                     "stopped": "early (no val improvement)" if stopped_early else ("on request" if cancelled else "time")},
         "recipe": {**rec, "optimizer": "AdamW", "schedule": "linear warm-up + cosine decay over the time budget",

@@ -17,6 +17,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("INKSCRIBE_THREADS", "1")
+os.environ.setdefault("INKSCRIBE_TRAIN_THREADS", "1")
 # derived files only (the text prior built from the standard library): built once, shared by tests
 os.environ.setdefault("INKSCRIBE_CACHE", str(Path(tempfile.gettempdir()) / "inkscribe-test-cache"))
 if str(REPO) not in sys.path:

@@ -118,6 +118,24 @@ def test_review_edit_confirm_next_and_conflict(store):
     assert history.count("text") == 2
 
 
+def test_review_current_line_is_in_the_url(store):
+    doc = make_doc(store, lines=3)
+    rows = store.lines(store.pages(doc)[0].id)
+    at = _open("review")
+    first = at.query_params["line"]
+    at.button(key="skip").click().run()
+    moved = at.query_params["line"]
+    assert moved != first and int(moved[0] if isinstance(moved, list) else moved) in {r["id"] for r in rows}
+    # a reload (fresh session, same URL) opens the same line
+    again = AppTest.from_file(APP, default_timeout=60)
+    again.query_params["line"] = moved
+    again.run()
+    again.switch_page("app_pages/review.py").run()
+    assert not again.exception
+    field = next(t for t in again.text_input if t.key.startswith("text-"))
+    assert field.key.startswith(f"text-{moved[0] if isinstance(moved, list) else moved}-")
+
+
 def test_review_reading_order_skip_boxes_and_reread(store, monkeypatch):
     install_fakes(monkeypatch, {"default": FakeRecognizer("re-read")})
     doc = make_doc(store, lines=3)

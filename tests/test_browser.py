@@ -105,6 +105,11 @@ def _shot(page, name: str) -> None:
     raw.unlink()
 
 
+def _count_lines(home: Path) -> int:
+    with sqlite3.connect(home / "inkscribe.db") as conn:
+        return conn.execute("SELECT COUNT(*) FROM lines").fetchone()[0]
+
+
 def _go(page, url: str, heading: str) -> None:
     page.goto(url)
     page.get_by_role("heading", name=heading, exact=True).first.wait_for(timeout=30_000)
@@ -142,6 +147,19 @@ def test_upload_fix_finetune_export(server, inkscribe_home):
             expect(page.get_by_label("Text of this line (Enter = confirm & next)")).not_to_have_value(FIXED)
             # keyboard flow: the next line's text box has the cursor, so Skip (Tab Tab Tab Enter) needs no mouse
             expect(page.get_by_label("Text of this line (Enter = confirm & next)")).to_be_focused(timeout=10_000)
+            # A missing line: drag a box on the page view, then add it as a new line.
+            lines_before = _count_lines(inkscribe_home)
+            canvas = page.locator('[data-testid="stVegaLiteChart"]').first
+            canvas.scroll_into_view_if_needed()
+            box = canvas.bounding_box()
+            page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.9)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.93, steps=8)
+            page.mouse.up()
+            page.get_by_text(re.compile(r"^Drawn box: left \d+")).wait_for(timeout=30_000)
+            page.get_by_role("button", name="Add it as a new line", exact=True).click()
+            page.get_by_text(re.compile(r"^Drag on the page to draw a box")).wait_for(timeout=60_000)
+            assert _count_lines(inkscribe_home) == lines_before + 1
             _shot(page, "review")
 
             # Dataset: import a few labelled pages of the writer's notes (a zip), so there are held-out pages.

@@ -166,8 +166,12 @@ def _fake_trainer(monkeypatch, calls: list):
 
 
 def test_train_recognizer_job_registers_evaluates_activates(store, monkeypatch, inkscribe_home):
+    from core.settings import reset_settings
+
     calls: list = []
     _fake_trainer(monkeypatch, calls)
+    monkeypatch.setenv("INKSCRIBE_TRAIN_THREADS", "3")
+    reset_settings()
     for n in range(5):
         make_doc(store, f"d{n}.pdf", pages=1, lines=4, confirm=True, text="same")
     for r in store.confirmed_lines():
@@ -183,6 +187,7 @@ def test_train_recognizer_job_registers_evaluates_activates(store, monkeypatch, 
     res = job["result"]
     assert res["activated"] and res["new_holdout"]["cer"] == 0.0 and res["base_holdout"]["cer"] > 0.5
     assert calls[0]["lines"] == res["lines_used"] < 20 and calls[0]["limit_lines"] == 50  # held-out lines excluded
+    assert calls[0]["threads"] == 3  # a training job takes its own thread setting, not the worker's one
     assert [h["loss"] for h in job["history"] if "loss" in h] == [1.0, 0.5, 0.33333]
     model = store.active_model("recognizer")
     trained, metrics = json.loads(model["trained_on"]), json.loads(model["metrics"])
@@ -234,8 +239,9 @@ def test_train_detector_job_uses_fully_confirmed_pages(store, monkeypatch):
     seen = {}
 
     def train_detector(labels, split="train", base="default", max_minutes=15, out=None, progress=None,
-                       should_stop=None, resume=True):
+                       should_stop=None, resume=True, threads=None):
         seen["pages"] = [json.loads(x) for x in Path(labels).read_text().splitlines()]
+        seen["threads"] = threads
         progress({"step": 1, "total_steps": 1, "loss": 0.5})
         return write_model_dir(out, {"kind": "detector", "engine": "yolo", "name": Path(out).name,
                                      "metrics": {"f1": 0.9}}, lambda tmp: None)
@@ -249,6 +255,7 @@ def test_train_detector_job_uses_fully_confirmed_pages(store, monkeypatch):
     job_id = jobs.start_job(store, "train-detector", {"activate": True}, spawn=False)
     assert jobs.run_job(job_id, store=store) == 0, jobs.job_status(store, job_id)["error"]
     assert len(seen["pages"]) == 1 and len(seen["pages"][0]["lines"]) == 3
+    assert seen["threads"] == 1  # the training job's own thread setting (INKSCRIBE_TRAIN_THREADS=1 in tests)
     model = store.active_model("detector")
     assert json.loads(model["trained_on"])["pages"] == 1 and json.loads(model["metrics"])["f1"] == 0.9
 

@@ -170,12 +170,12 @@ def test_reread_page_redetect_keeps_checked_lines(store, monkeypatch):
     assert all(iou(review.line_points(r), review.line_points(checked)) < 0.3 for r in after if r["id"] != checked["id"])
 
 
-def test_draw_boxes_and_crops(store):
+def test_drawn_box_and_crops(store):
     doc = make_doc(store)
     page = store.pages(doc)[0]
-    img = review.page_image(store, page.id)
-    drawn = review.draw_boxes(img, store.lines(page.id), highlight=store.lines(page.id)[0]["id"], max_width=450)
-    assert drawn.width == 450
+    assert review.drawn_box([310.4, 20.6], [80, 40.2], 300, 200) == (21, 40, 300, 80)  # ordered, rounded, clipped
+    assert review.drawn_box([10, 11], [0, 50], 300, 200) is None  # too thin to hold a line
+    assert review.drawn_box(None, None, 300, 200) is None and review.drawn_box([1], [2, 3], 300, 200) is None
     crop = review.line_crop(store, store.lines(page.id)[0])
     assert crop is not None and crop.width > crop.height
 

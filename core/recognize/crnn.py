@@ -274,6 +274,12 @@ CHAR_BONUSES = (1.0, 1.5, 2.0)
 WRITER_SHARES = (1.0, 0.7, 0.4)  # of the writer's model, against the general-text prior (when lm has one)
 
 
+def decoding_grid(with_prior: bool) -> list[tuple[float, float, float]]:
+    """The (writer_share, lm_weight, char_bonus) settings `tune_decoding` beam-decodes with."""
+    shares = WRITER_SHARES if with_prior else (1.0,)
+    return [(share, w, b) for share in shares for w in LM_WEIGHTS for b in CHAR_BONUSES]
+
+
 def tune_decoding(rec: CRNNRecognizer, crops: Sequence, refs: Sequence[str], lm: CharNgramLM) -> dict:
     """Choose how much beam search trusts `lm` (and its prior), on held-out lines never in `lm`.
 
@@ -283,7 +289,6 @@ def tune_decoding(rec: CRNNRecognizer, crops: Sequence, refs: Sequence[str], lm:
     from core.metrics import cer
 
     saved = rec.lm
-    shares = WRITER_SHARES if lm.prior is not None else (1.0,)
     tried: dict[tuple[float, float, float], float] = {}
     try:
         frames = rec.all_frame_probs(crops)
@@ -292,11 +297,11 @@ def tune_decoding(rec: CRNNRecognizer, crops: Sequence, refs: Sequence[str], lm:
             return round(cer(list(refs), [rec.decode(f, opts).text for f in frames]), 4)
 
         greedy = score({"beam": 0})
-        for share in shares:
-            rec.lm = lm.with_prior(lm.prior, share)
-            for w in LM_WEIGHTS:
-                for b in CHAR_BONUSES:
-                    tried[(share, w, b)] = score({**DEFAULT_DECODING, "lm_weight": w, "char_bonus": b})
+        mixed_for = None
+        for share, w, b in decoding_grid(lm.prior is not None):
+            if share != mixed_for:  # one mixed model per share (its probability cache serves every w, b)
+                rec.lm, mixed_for = lm.with_prior(lm.prior, share), share
+            tried[(share, w, b)] = score({**DEFAULT_DECODING, "lm_weight": w, "char_bonus": b})
     finally:
         rec.lm = saved
     (share, w, b), best = min(tried.items(), key=lambda kv: kv[1])
