@@ -149,8 +149,10 @@ def test_upload_fix_finetune_export(server, inkscribe_home):
             expect(page.get_by_label("Text of this line (Enter = confirm & next)")).to_be_focused(timeout=10_000)
             # A missing line: drag a box on the page view, then add it as a new line.
             lines_before = _count_lines(inkscribe_home)
+            page.get_by_text(re.compile(r"^Drag on the page to draw a box")).wait_for(timeout=30_000)
+            page.wait_for_timeout(1500)  # the chart is redrawn after the confirm
             canvas = page.locator('[data-testid="stVegaLiteChart"]').first
-            canvas.scroll_into_view_if_needed()
+            canvas.wait_for(state="visible", timeout=30_000)
             box = canvas.bounding_box()
             page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.9)
             page.mouse.down()
@@ -172,7 +174,7 @@ def test_upload_fix_finetune_export(server, inkscribe_home):
             # Fine-tune: one button; the job panel shows live progress; it finishes in the background.
             _go(page, f"{server}/finetune", "Fine-tune on your handwriting")
             budget = page.get_by_role("spinbutton", name="Time budget (minutes)").first
-            budget.fill("0.5")
+            budget.fill("1")
             budget.press("Tab")
             page.get_by_role("button", name="Fine-tune", exact=True).click()
             page.get_by_text(re.compile(r"Fine-tuning the recognizer")).first.wait_for(timeout=30_000)
