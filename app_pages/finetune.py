@@ -27,7 +27,8 @@ with st.form("ft-recognizer"):
     recs = recognizer_options(store)
     base = st.selectbox("Start from", list(recs), key="ft-base", help="The active model is first; the base is never changed.")
     minutes = st.number_input("Time budget (minutes)", 0.1, 240.0, 15.0, 1.0, key="ft-minutes",
-                              help="Training stops after this long and keeps the best model so far.")
+                              help="The whole fine-tune (loading, training, choosing the decoder) takes about this long; "
+                                   "it keeps the best model so far. Give it a few minutes at least.")
     with st.expander("Advanced"):
         limit = st.number_input("Use at most this many lines (0 = all)", 0, 1_000_000, 0, 100, key="ft-limit")
     go = st.form_submit_button("Fine-tune", type="primary", disabled=active is not None or not t["train"])
