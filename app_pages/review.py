@@ -105,6 +105,7 @@ wanted = st.query_params.get("line", "")
 if goto_key not in st.session_state and wanted.isdigit() and int(wanted) in queue_ids:
     st.session_state[goto_key] = int(wanted)
 
+page_img = review.page_image(store, page.id)  # read once: the line's crop and the page view both use it
 left, right = st.columns([1, 1])
 current = None
 with right:
@@ -119,7 +120,7 @@ with right:
         flash = st.session_state.pop("review-flash", None)
         if flash:
             (st.error if flash[0] == "error" else st.success)(flash[1])
-        crop = review.line_crop(store, current)
+        crop = review.line_crop(store, current, page_img)
         if crop is not None:
             st.image(crop, width="stretch", caption=f"line {current['position'] + 1} · {current['status']} · "
                                                      f"confidence {current['confidence']:.2f}")
@@ -138,7 +139,7 @@ with right:
 with left:
     page_rows = store.lines(page.id)
     version = int(max((r["updated_at"] for r in page_rows), default=0) * 1000)  # a changed page clears the brush
-    drawn = page_canvas(review.page_image(store, page.id), page_rows, current["id"] if current else None,
+    drawn = page_canvas(page_img, page_rows, current["id"] if current else None,
                         key=f"canvas-{page.id}-{version}-{len(page_rows)}")
     if drawn:
         st.caption("Drawn box: left {}, top {}, right {}, bottom {} (double-click the page to clear it).".format(*drawn))
