@@ -206,6 +206,16 @@ def choose_reading(weights: Path, base_reading: dict, train_imgsz: int, pages: S
             "tried": [{k: r[k] for k in ("imgsz", "conf", "precision", "recall", "f1")} for r in rows]}
 
 
+def fit_margins(weights: Path, reading: dict, pages: Sequence[LabelPage]) -> dict:
+    """Box margins (`core.evaluate.fit_box_margins`) of the model read as chosen, on held-out pages."""
+    from core.detect.yolo import YoloDetector
+    from core.evaluate import fit_box_margins
+
+    detector = YoloDetector(weights.parent, {"weights": weights.name, **{k: reading[k] for k in
+                                                                         ("squeeze_x", "imgsz", "conf", "iou")}})
+    return {**fit_box_margins(detector, pages), "pages": len(pages)}
+
+
 def _base_weights(base: str) -> tuple[str, dict]:
     """(weights or yaml to start from, base manifest) for 'default', a model directory or a YAML."""
     from core.detect import resolve_detector_spec
@@ -288,6 +298,7 @@ def train_detector(
             progress({"message": f"choosing size and threshold on {len(reading_pages)} held-out pages"})
         reading["chosen"] = choose_reading(best, reading, imgsz, reading_pages)
         reading.update(imgsz=reading["chosen"]["imgsz"], conf=reading["chosen"]["conf"])
+        reading["margins"] = fit_margins(best, reading, reading_pages)
     manifest = {
         "kind": "detector",
         "engine": "yolo",
@@ -298,6 +309,8 @@ def train_detector(
         "train_imgsz": imgsz,
         "conf": reading["conf"],
         "iou": reading["iou"],
+        **({"box_margins": reading["margins"]["margins"], "box_margins_fit": reading["margins"]}
+           if "margins" in reading else {}),
         **({"squeeze_x": predict_squeeze_x} if predict_squeeze_x > 1.0 else {}),
         **({"train_squeeze_x": squeeze_x} if squeeze_x != predict_squeeze_x else {}),
         **({"reading_chosen": reading["chosen"],

@@ -58,11 +58,14 @@ def build_data(work: Path, n_synth: list[int], n_val: int, seeds: list[int], max
 
 
 def package(src: Path, out: Path, imgsz: int | None, conf: float, history: Path | None = None,
-            squeeze_x: float | None = None) -> int:
+            squeeze_x: float | None = None, small_read: str | None = None, margins_every: int = 0,
+            labels: Path | None = None) -> int:
     """Ship a trained model with inference settings chosen afterwards (on the notes' train split).
 
     The size and narrowing it was trained at are kept as train_imgsz/train_squeeze_x: the app's
-    fine-tune trains at those, however the model is read.
+    fine-tune trains at those, however the model is read. `small_read` ("squeeze,imgsz,conf,width
+    share") adds a second, larger read kept for small boxes; `margins_every` N fits the box margins
+    (`core.evaluate.fit_box_margins`) on every Nth page of `labels`' train split, read as shipped.
     """
     manifest = read_manifest(src)
     manifest.pop("created", None)
@@ -75,6 +78,19 @@ def package(src: Path, out: Path, imgsz: int | None, conf: float, history: Path 
     trained_squeeze = float(recipe.get("squeeze_x", manifest.get("squeeze_x", 1.0)))
     if squeeze_x and squeeze_x != trained_squeeze:
         manifest.update(squeeze_x=squeeze_x, train_squeeze_x=trained_squeeze)
+    if small_read:
+        sq, size, sconf, share = (float(v) for v in small_read.split(","))
+        manifest["small_read"] = {"squeeze_x": sq, "imgsz": int(size), "conf": sconf, "max_width_share": share,
+                                  "overlap": 0.3}
+    if margins_every:
+        from core.detect.yolo import YoloDetector
+        from core.evaluate import fit_box_margins
+
+        pages = read_labels(labels, split="train")[::margins_every]
+        fit = fit_box_margins(YoloDetector(src, {**manifest, "weights": "weights.pt"}), pages)
+        manifest.update(box_margins=fit["margins"], box_margins_fit={**fit, "pages": len(pages),
+                                                                     "labels": f"notes train split, every {margins_every}"})
+        print(json.dumps(fit))
     write_model_dir(out, manifest, lambda tmp: shutil.copyfile(src / "weights.pt", tmp / "weights.pt"))
     print(f"wrote {out}")
     return 0
@@ -106,9 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--package", type=Path, default=None,
                     help="no training: copy this trained model dir to --out with --predict-imgsz/--conf")
     ap.add_argument("--history", type=Path, default=None, help="with --package: JSON of earlier training stages")
+    ap.add_argument("--small-read", default=None,
+                    help="with --package: 'squeeze,imgsz,conf,width_share' of a second read kept for small boxes")
+    ap.add_argument("--fit-margins-every", type=int, default=0,
+                    help="with --package: fit box margins on every Nth page of --labels' train split")
+    ap.add_argument("--labels", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "notes" / "labels.jsonl")
     args = ap.parse_args(argv)
     if args.package:
-        return package(args.package, args.out, args.predict_imgsz, args.conf, args.history, args.predict_squeeze)
+        return package(args.package, args.out, args.predict_imgsz, args.conf, args.history, args.predict_squeeze,
+                       args.small_read, args.fit_margins_every, args.labels)
 
     configure_process(threads=args.threads)
     work = args.work or get_settings().home / "work" / "detector-base"

@@ -238,3 +238,86 @@ def test_fine_tune_chooses_its_reading_on_held_out_pages(home, squeezed_model, t
     assert {r["conf"] for r in chosen["tried"]} >= set(READING_CONFS)
     assert chosen["f1"] == max(r["f1"] for r in chosen["tried"]) >= chosen["base_reading_f1"]
     assert out["metrics"] == {"held_out_f1": chosen["f1"], "held_out_pages": 1}  # shown on the Models page
+    assert set(out["box_margins"]) == {"left", "top", "right", "bottom"}  # fit on the same held-out page
+    assert out["box_margins_fit"]["pages"] == 1
+
+
+def test_box_margins_move_each_side_by_a_share_of_the_height():
+    import numpy as np
+
+    from core.detect.yolo import apply_margins
+
+    boxes = np.array([[10.0, 100.0, 210.0, 120.0]])  # 20 px tall
+    moved = apply_margins(boxes, {"left": 0.5, "top": 0.25, "right": -0.5, "bottom": 1.0})
+    assert moved.tolist() == [[0.0, 95.0, 200.0, 140.0]]
+    assert apply_margins(boxes, {}) is boxes
+
+
+def test_small_boxes_of_a_second_read_fill_gaps_only():
+    import numpy as np
+
+    from core.detect.yolo import add_small_boxes
+
+    first = (np.array([[0.0, 0.0, 500.0, 30.0]]), np.array([0.9]))
+    second = (np.array([[10.0, 2.0, 40.0, 28.0],      # inside the first read's line: dropped
+                        [10.0, 50.0, 40.0, 80.0],     # a bullet the first read missed: added
+                        [0.0, 100.0, 400.0, 130.0]]),  # a long line: the first read's job, dropped
+              np.array([0.8, 0.7, 0.9]))
+    boxes, confs = add_small_boxes(first, second, max_width=100, overlap=0.3)
+    assert boxes.tolist() == [[0.0, 0.0, 500.0, 30.0], [10.0, 50.0, 40.0, 80.0]]
+    assert confs.tolist() == pytest.approx([0.9, 0.7])
+
+
+def test_fit_box_margins_measures_how_labels_sit_around_detected_boxes(labels):
+    from core.evaluate import fit_box_margins
+    from core.geometry import bbox, box_points
+    from core.labels import read_labels
+
+    pages = read_labels(labels)
+
+    class ShrunkBoxes:
+        """Every labelled box, 10 % of its height lower at the top and 20 % higher at the bottom."""
+        margins: dict = {"top": 9.0}
+
+        def __init__(self):
+            self.pages = iter(pages)
+
+        def detect(self, images):
+            assert self.margins == {}  # fit on the raw boxes, whatever the detector had
+            out = []
+            for ln in next(self.pages).lines:
+                x0, y0, x1, y1 = bbox(ln.points)
+                h = y1 - y0
+                out.append(Line(points=box_points(x0, y0 + 0.1 * h, x1, y1 - 0.2 * h)))
+            return [out]
+
+    detector = ShrunkBoxes()
+    fit = fit_box_margins(detector, pages)
+    assert fit["matched_lines"] == sum(len(p.lines) for p in pages)
+    assert fit["margins"]["left"] == fit["margins"]["right"] == 0.0
+    assert fit["margins"]["top"] == pytest.approx(0.1 / 0.7, abs=0.01)
+    assert fit["margins"]["bottom"] == pytest.approx(0.2 / 0.7, abs=0.01)
+    assert detector.margins == {"top": 9.0}  # put back
+
+
+def test_margins_and_a_second_read_are_applied_by_the_engine(tiny_model, tmp_path):
+    from core.geometry import bbox
+
+    path, _ = tiny_model
+    page = make_page(random.Random(12), width=480).image
+
+    def variant(name: str, **extra):
+        write_model_dir(tmp_path / name, {**read_manifest(path), **extra},
+                        lambda tmp: shutil.copyfile(path / "weights.pt", tmp / "weights.pt"))
+        detector = load_detector(str(tmp_path / name))
+        detector.conf = 0.001  # an untrained model: keep every box so there is something to compare
+        return [bbox(ln.points) for ln in detector.detect([page])[0]]
+
+    plain = variant("plain")
+    grown = variant("grown", box_margins={"top": 0.5})
+    expected = {(round(x0), round(max(0.0, y0 - 0.5 * (y1 - y0))), round(x1), round(y1)) for x0, y0, x1, y1 in plain}
+    assert plain and grown and all(tuple(round(v) for v in b) in expected for b in grown)
+    # a second read of the same size that never counts as overlapping: every box comes twice
+    twice = variant("twice", small_read={"squeeze_x": 1.0, "imgsz": read_manifest(path)["imgsz"], "conf": 0.001,
+                                         "max_width_share": 1.0, "overlap": 1.01})
+    assert len(twice) == 2 * len(plain)

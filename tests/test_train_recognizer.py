@@ -106,6 +106,17 @@ def test_resume_after_stop(tmp_path, labels16):
         train_recognizer(labels16, base=str(base), max_minutes=1, out=out, recipe=recipe)
 
 
+def test_a_budget_too_short_to_train_says_so(tmp_path, labels16):
+    """Loading and the base's validation can use a tiny budget up: the user is told, the base is saved."""
+    base = tiny_trocr_dir(tmp_path / "tiny-base")
+    events: list[dict] = []
+    out = train_recognizer(labels16, base=str(base), max_minutes=0.001, out=tmp_path / "short",
+                           progress=events.append, recipe=FAST)
+    metrics = json.loads((out / "inkscribe.json").read_text())["metrics"]
+    assert metrics["steps"] == 0 and metrics["stopped"] == "time, before the first step"
+    assert any("before the first training step" in e.get("message", "") for e in events)
+
+
 def test_bad_labels_are_explained(tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")

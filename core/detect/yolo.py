@@ -96,6 +96,39 @@ def page_warnings(img: Image.Image, lines: Sequence[Line]) -> list[str]:
     return out
 
 
+def apply_margins(xyxy: np.ndarray, margins: dict[str, float]) -> np.ndarray:
+    """Boxes (x0, y0, x1, y1 rows) grown or shrunk on each side by a share of their own height."""
+    if not margins or not len(xyxy):
+        return xyxy
+    h = (xyxy[:, 3] - xyxy[:, 1])
+    out = xyxy.copy()
+    out[:, 0] -= margins.get("left", 0.0) * h
+    out[:, 1] -= margins.get("top", 0.0) * h
+    out[:, 2] += margins.get("right", 0.0) * h
+    out[:, 3] += margins.get("bottom", 0.0) * h
+    return out
+
+
+def add_small_boxes(first: tuple, second: tuple, max_width: float, overlap: float) -> tuple:
+    """`first`'s boxes plus `second`'s boxes narrower than `max_width` that no `first` box overlaps
+    (by `overlap` of either box's area)."""
+    boxes, confs = first
+    keep = []
+    for b, c in zip(*second, strict=True):
+        if b[2] - b[0] >= max_width:
+            continue
+        iw = np.clip(np.minimum(boxes[:, 2], b[2]) - np.maximum(boxes[:, 0], b[0]), 0, None)
+        ih = np.clip(np.minimum(boxes[:, 3], b[3]) - np.maximum(boxes[:, 1], b[1]), 0, None)
+        inter = iw * ih
+        own = max(1e-6, (b[2] - b[0]) * (b[3] - b[1]))
+        theirs = np.maximum(1e-6, (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+        if not np.any((inter / own >= overlap) | (inter / theirs >= overlap)):
+            keep.append((b, c))
+    if not keep:
+        return first
+    return (np.vstack([boxes, np.array([b for b, _ in keep])]), np.concatenate([confs, [c for _, c in keep]]))
+
+
 class YoloDetector(BaseDetector):
     """Boxes from an ultralytics detector, as 4-point lines with their confidence."""
 
@@ -116,6 +149,12 @@ class YoloDetector(BaseDetector):
         self.iou = float(self.manifest.get("iou", 0.5))
         self.max_det = int(self.manifest.get("max_det", 300))
         self.squeeze_x = max(1.0, float(self.manifest.get("squeeze_x", 1.0)))  # pages are narrowed by this first
+        # Each side of a box moved out (+) or in (-) by this share of its height, so boxes are cut
+        # like the labelled boxes a recognizer learnt from (`core.evaluate.fit_box_margins`).
+        self.margins = {side: float(v) for side, v in (self.manifest.get("box_margins") or {}).items()}
+        # Optional second, larger read kept only for small boxes the first read missed: reading the
+        # whole page larger finds bullets and digits but cuts long lines short (docs/bench-detection.md).
+        self.small_read: dict | None = self.manifest.get("small_read")
         self.last_warnings: list[list[str]] = []  # one list per page of the last detect() call
         self._model = None
 
@@ -133,13 +172,13 @@ class YoloDetector(BaseDetector):
         self.last_warnings = []
         return super().detect(images)
 
-    def _predict(self, images: Sequence[Image.Image]) -> list[list[Line]]:
+    def _read(self, rgb: Sequence[Image.Image], squeeze_x: float, imgsz: int, conf: float) -> list[tuple]:
+        """(boxes as x0, y0, x1, y1 rows in page pixels, confidences) per page, for one reading."""
         model = self._load()
-        rgb = [img if img.mode == "RGB" else img.convert("RGB") for img in images]
-        seen = [squeeze_width(img, self.squeeze_x) for img in rgb]
+        seen = [squeeze_width(img, squeeze_x) for img in rgb]
         with keep_threads():
             results = model.predict(
-                seen, imgsz=self.imgsz, conf=self.conf, iou=self.iou, max_det=self.max_det,
+                seen, imgsz=imgsz, conf=conf, iou=self.iou, max_det=self.max_det,
                 device=torch_device() if torch_device() != "mps" else "cpu", verbose=False,
             )
         out = []
@@ -147,7 +186,21 @@ class YoloDetector(BaseDetector):
             boxes = res.boxes
             xyxy = boxes.xyxy.cpu().numpy().astype(float) if boxes is not None else np.zeros((0, 4))
             xyxy[:, [0, 2]] *= img.width / small.width
-            confs = boxes.conf.cpu().numpy() if boxes is not None else np.zeros(0)
+            out.append((xyxy, boxes.conf.cpu().numpy() if boxes is not None else np.zeros(0)))
+        return out
+
+    def _predict(self, images: Sequence[Image.Image]) -> list[list[Line]]:
+        rgb = [img if img.mode == "RGB" else img.convert("RGB") for img in images]
+        reads = self._read(rgb, self.squeeze_x, self.imgsz, self.conf)
+        if self.small_read:
+            sr = self.small_read
+            extra = self._read(rgb, float(sr["squeeze_x"]), int(sr["imgsz"]), float(sr["conf"]))
+            reads = [add_small_boxes(first, second, max(img.size) * float(sr["max_width_share"]),
+                                     float(sr.get("overlap", 0.3)))
+                     for img, first, second in zip(rgb, reads, extra, strict=True)]
+        out = []
+        for img, (xyxy, confs) in zip(rgb, reads, strict=True):
+            xyxy = apply_margins(xyxy, self.margins)
             lines = [
                 Line(points=box_points(*(float(v) for v in b)), det_confidence=float(c))
                 for b, c in zip(xyxy, confs, strict=True)
