@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python bench/detector.py --detectors classical default
     OMP_NUM_THREADS=1 .venv/bin/python bench/detector.py --detectors default --finetune --minutes 15
 
-Scores come from core.evaluate.evaluate_detectors (P/R/F1 at IoU 0.5, merged, split, s/page).
+Scores come from core.evaluate.evaluate_detectors (P/R/F1 at IoU 0.5, merged, split, cut short, s/page).
 Fine-tuned weights go to --out (outside the repository), never into models/.
 """
 
@@ -24,7 +24,7 @@ NOTES = REPO_ROOT.parent / "shared" / "data" / "notes" / "labels.jsonl"
 
 
 def table(rows: list[dict]) -> str:
-    cols = ["detector", "pages", "precision", "recall", "f1", "merged", "split", "s_per_page"]
+    cols = ["detector", "pages", "precision", "recall", "f1", "merged", "split", "cut_short", "s_per_page"]
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     out += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(out)

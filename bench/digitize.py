@@ -73,6 +73,7 @@ def main() -> None:
         "line_recall": det["recall"],
         "line_f1": det["f1"],
         "merged": det["merged"],
+        "cut_short": det["cut_short"],
         "split": det["split"],
         "s_per_page": round(sum(seconds) / max(1, len(seconds)), 3),
         "model_load_s": round(load_s, 2),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core.geometry import iou, overlap_share
+from core.geometry import bbox, iou, overlap_share
 from core.types import Point
 
 
@@ -64,8 +64,11 @@ def detection_counts(truth: Sequence[Sequence[Point]], pred: Sequence[Sequence[P
 
     merged: a predicted box covers most (≥ 60 %) of this line and most of another line too.
     split: no single box matches this line, but two or more boxes each cover part (≥ 20 %) of it.
+    cut_short: the line is matched, but its box spans less than 90 % of the line's width. IoU 0.5
+    counts such a line as found; its reading loses the words outside the box.
     """
     matched = match_boxes(truth, pred)
+    cut_short = sum(1 for ti, pi in matched if width_covered(truth[ti], pred[pi]) < CUT_SHORT_BELOW)
     matched_t = {t for t, _ in matched}
     merged = split = 0
     for ti, t in enumerate(truth):
@@ -76,7 +79,18 @@ def detection_counts(truth: Sequence[Sequence[Point]], pred: Sequence[Sequence[P
             merged += 1
         elif ti not in matched_t and sum(1 for p in pred if overlap_share(t, p) >= 0.2) >= 2:
             split += 1
-    return {"truth": len(truth), "pred": len(pred), "tp": len(matched), "merged": merged, "split": split}
+    return {"truth": len(truth), "pred": len(pred), "tp": len(matched), "merged": merged, "split": split,
+            "cut_short": cut_short}
+
+
+CUT_SHORT_BELOW = 0.9
+
+
+def width_covered(truth: Sequence[Point], pred: Sequence[Point]) -> float:
+    """Share of the true line's horizontal extent that the predicted box spans."""
+    tx0, _, tx1, _ = bbox(truth)
+    px0, _, px1, _ = bbox(pred)
+    return max(0.0, min(tx1, px1) - max(tx0, px0)) / (tx1 - tx0) if tx1 > tx0 else 1.0
 
 
 def detection_scores(counts: Sequence[dict]) -> dict:
@@ -93,4 +107,5 @@ def detection_scores(counts: Sequence[dict]) -> dict:
         "f1": round(f1, 4),
         "merged": round(sum(c["merged"] for c in counts) / n_truth, 4) if n_truth else 0.0,
         "split": round(sum(c["split"] for c in counts) / n_truth, 4) if n_truth else 0.0,
+        "cut_short": round(sum(c.get("cut_short", 0) for c in counts) / n_truth, 4) if n_truth else 0.0,
     }

@@ -40,6 +40,15 @@ def test_detection_counts_merged_and_split():
     assert s["precision"] == s["recall"] == s["f1"] == 1.0
 
 
+def test_a_line_matched_but_cut_short_is_counted():
+    truth = [box(0, 0, 400, 20), box(0, 30, 400, 50)]
+    # the first box misses the line's last quarter: IoU 0.75 matches it, cut_short says what is lost
+    c = detection_counts(truth, [box(0, 0, 300, 20), box(0, 30, 390, 50)])
+    assert c["tp"] == 2 and c["cut_short"] == 1
+    assert detection_scores([c])["cut_short"] == 0.5
+    assert detection_scores([detection_counts(truth, truth)])["cut_short"] == 0.0
+
+
 def test_detection_report_splits_recall_by_line_width():
     from core.evaluate import detection_report
     from core.geometry import box_points
