@@ -16,7 +16,7 @@ from PIL import Image
 from core.geometry import bbox, iou
 from core.ingest import load_image
 from core.labels import LabelPage, iter_line_crops, read_labels
-from core.metrics import cer, detection_counts, detection_scores, wer
+from core.metrics import cer, detection_counts, detection_scores, match_boxes, wer
 
 if TYPE_CHECKING:
     from core.recognize import Recognizer
@@ -170,12 +170,9 @@ def fit_box_margins(detector, pages: Sequence[LabelPage]) -> dict:
     try:
         for page in pages:
             found = [ln.points for ln in detector.detect([load_image(page.image_path)])[0]]
-            for line in page.lines:
-                best = max(found, key=lambda q: iou(line.points, q), default=None)
-                if best is None or iou(line.points, best) < 0.5:
-                    continue
-                tx0, ty0, tx1, ty1 = bbox(line.points)
-                px0, py0, px1, py1 = bbox(best)
+            for ti, pi in match_boxes([ln.points for ln in page.lines], found):  # as the scores match them
+                tx0, ty0, tx1, ty1 = bbox(page.lines[ti].points)
+                px0, py0, px1, py1 = bbox(found[pi])
                 h = max(1.0, py1 - py0)
                 for side, d in zip(MARGIN_SIDES, (px0 - tx0, py0 - ty0, tx1 - px1, ty1 - py1), strict=True):
                     offsets[side].append(d / h)

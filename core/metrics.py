@@ -107,5 +107,5 @@ def detection_scores(counts: Sequence[dict]) -> dict:
         "f1": round(f1, 4),
         "merged": round(sum(c["merged"] for c in counts) / n_truth, 4) if n_truth else 0.0,
         "split": round(sum(c["split"] for c in counts) / n_truth, 4) if n_truth else 0.0,
-        "cut_short": round(sum(c.get("cut_short", 0) for c in counts) / n_truth, 4) if n_truth else 0.0,
+        "cut_short": round(sum(c["cut_short"] for c in counts) / n_truth, 4) if n_truth else 0.0,
     }

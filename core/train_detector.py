@@ -191,13 +191,11 @@ def choose_reading(weights: Path, base_reading: dict, train_imgsz: int, pages: S
     A fine-tune shifts the model's confidences, and it learnt at `train_imgsz` while the base
     may be read larger, so the base's reading is only one candidate; it wins ties.
     """
-    from core.detect.yolo import YoloDetector
     from core.evaluate import sweep_reading
 
     squeeze, imgsz = float(base_reading["squeeze_x"]), int(base_reading["imgsz"])
     sizes = [imgsz] + [s for s in sorted({train_imgsz, (train_imgsz + imgsz) // 64 * 32}) if s != imgsz]
-    detector = YoloDetector(weights.parent, {"weights": weights.name, "squeeze_x": squeeze, "imgsz": imgsz,
-                                             "conf": base_reading["conf"], "iou": base_reading["iou"]})
+    detector = _reader(weights, base_reading)
     rows = sweep_reading(detector, pages, [(squeeze, s) for s in sizes], sorted({*READING_CONFS, base_reading["conf"]}))
     base_row = next(r for r in rows if r["imgsz"] == imgsz and r["conf"] == base_reading["conf"])
     best = max(rows, key=lambda r: (r["f1"], r is base_row))
@@ -208,12 +206,17 @@ def choose_reading(weights: Path, base_reading: dict, train_imgsz: int, pages: S
 
 def fit_margins(weights: Path, reading: dict, pages: Sequence[LabelPage]) -> dict:
     """Box margins (`core.evaluate.fit_box_margins`) of the model read as chosen, on held-out pages."""
-    from core.detect.yolo import YoloDetector
     from core.evaluate import fit_box_margins
 
-    detector = YoloDetector(weights.parent, {"weights": weights.name, **{k: reading[k] for k in
-                                                                         ("squeeze_x", "imgsz", "conf", "iou")}})
-    return {**fit_box_margins(detector, pages), "pages": len(pages)}
+    return {**fit_box_margins(_reader(weights, reading), pages), "pages": len(pages)}
+
+
+def _reader(weights: Path, reading: dict):
+    """The fine-tuned weights as a detector that reads pages as `reading` says (squeeze_x, imgsz, conf, iou)."""
+    from core.detect.yolo import YoloDetector
+
+    return YoloDetector(weights.parent, {"weights": weights.name,
+                                         **{k: reading[k] for k in ("squeeze_x", "imgsz", "conf", "iou")}})
 
 
 def _base_weights(base: str) -> tuple[str, dict]:

@@ -568,7 +568,7 @@ def train_recognizer(
                 optim.step()
                 losses.append(float(loss.detach()))
             state["step"] += 1
-            state["elapsed_steps"] = state.get("elapsed_steps", 0.0) + (time.monotonic() - now)
+            state["elapsed_steps"] += time.monotonic() - now
             steps_since_val += 1
             # Steps the budget allows at the pace so far (a guess until a few steps have run).
             rate = state["step"] / max(1e-6, elapsed)

@@ -19,7 +19,7 @@ from PIL import Image
 
 from core.detect import BaseDetector
 from core.errors import ModelError
-from core.geometry import box_points, squeeze_width
+from core.geometry import box_points, overlap_share, squeeze_width
 from core.settings import configure_process, torch_device
 from core.types import Line
 
@@ -113,16 +113,13 @@ def add_small_boxes(first: tuple, second: tuple, max_width: float, overlap: floa
     """`first`'s boxes plus `second`'s boxes narrower than `max_width` that no `first` box overlaps
     (by `overlap` of either box's area)."""
     boxes, confs = first
+    kept_points = [box_points(*a) for a in boxes]
     keep = []
     for b, c in zip(*second, strict=True):
         if b[2] - b[0] >= max_width:
             continue
-        iw = np.clip(np.minimum(boxes[:, 2], b[2]) - np.maximum(boxes[:, 0], b[0]), 0, None)
-        ih = np.clip(np.minimum(boxes[:, 3], b[3]) - np.maximum(boxes[:, 1], b[1]), 0, None)
-        inter = iw * ih
-        own = max(1e-6, (b[2] - b[0]) * (b[3] - b[1]))
-        theirs = np.maximum(1e-6, (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
-        if not np.any((inter / own >= overlap) | (inter / theirs >= overlap)):
+        pts = box_points(*b)
+        if not any(overlap_share(pts, q) >= overlap or overlap_share(q, pts) >= overlap for q in kept_points):
             keep.append((b, c))
     if not keep:
         return first
