@@ -4,6 +4,8 @@ Page CER: the ground-truth lines sorted top-to-bottom and joined by newlines, ag
 pipeline's text output for the page (one line per detected line, in reading order).
 `page_cer_y_sorted` sorts the pipeline's lines the same way as the ground truth, to show how
 much of the page CER is reading order (margin notes after the main text) rather than reading.
+`--detector truth` reads the labelled boxes instead of detecting: the page CER the recognizer
+would give with perfect boxes, so the gap to a detector's row is what its boxes cost.
 
     .venv/bin/python bench/digitize.py --labels ../shared/data/notes/labels.jsonl --split eval \
         --detector default --recognizer default
@@ -26,13 +28,25 @@ from core.geometry import bbox  # noqa: E402
 from core.labels import read_labels  # noqa: E402
 from core.metrics import cer, detection_counts, detection_scores  # noqa: E402
 from core.pipeline import Engines, read_page  # noqa: E402
+from core.recognize import load_recognizer, resolve_recognizer_spec  # noqa: E402
 from core.settings import configure_process  # noqa: E402
+from core.types import Line  # noqa: E402
 
 
 def top_to_bottom(lines) -> str:
     """Lines sorted by the middle of their box, then left to right, joined by newlines."""
     ordered = sorted(lines, key=lambda ln: ((bbox(ln.points)[1] + bbox(ln.points)[3]) / 2, bbox(ln.points)[0]))
     return "\n".join(ln.text for ln in ordered)
+
+
+class LabelledBoxes:
+    """A stand-in detector that returns the current page's labelled boxes (`--detector truth`)."""
+
+    def __init__(self) -> None:
+        self.page = None
+
+    def detect(self, images) -> list[list[Line]]:
+        return [[Line(points=[tuple(p) for p in ln.points]) for ln in self.page.lines] for _ in images]
 
 
 def main() -> None:
@@ -48,12 +62,19 @@ def main() -> None:
     configure_process(threads=args.threads)
     pages = read_labels(args.labels, split=args.split)[: args.limit]
     t0 = time.perf_counter()
-    engines = Engines.load(args.detector, args.recognizer)
+    if args.detector == "truth":
+        truth = LabelledBoxes()
+        engines = Engines(truth, load_recognizer(args.recognizer), "truth (labelled boxes)",
+                          resolve_recognizer_spec(args.recognizer))
+    else:
+        engines = Engines.load(args.detector, args.recognizer)
     load_s = time.perf_counter() - t0
     refs, hyps, hyps_sorted, counts, seconds = [], [], [], [], []
     for page in pages:
         with Image.open(page.image_path) as img:
             rgb = img.convert("RGB")
+        if args.detector == "truth":
+            truth.page = page
         start = time.perf_counter()
         result = read_page(rgb, engines, page.image_path.name)
         seconds.append(time.perf_counter() - start)

@@ -176,6 +176,45 @@ MIN_PAGES_TO_CHOOSE_READING = 5  # fewer confirmed pages: all are trained on and
 READING_CONFS = (0.15, 0.25, 0.35, 0.45, 0.55)
 
 
+P2_YAML = Path(__file__).resolve().parent / "detect" / "yolo11n-p2.yaml"
+
+
+def p2_detector_from(weights: Path, out: Path) -> dict:
+    """A P2 (stride-4) detector whose yolo11n layers start as `weights`' — saved as `out` to train from.
+
+    Layers 0-22 load as they are; the old head's three levels (P3-P5) become the new head's levels
+    1-3, and its P3 level also seeds the new P2 level (same channels), so training starts from a
+    detector that already reads lines and only has to learn where small boxes sit on the finer grid.
+    """
+    import torch
+
+    from core.detect.yolo import import_yolo
+
+    model = import_yolo()(str(P2_YAML), task="detect")
+    old = torch.load(weights, map_location="cpu", weights_only=False)["model"].float().state_dict()
+    head_old, head_new = max(int(k.split(".")[1]) for k in old), len(model.model.model) - 1
+    moved = {}
+    for key, value in old.items():
+        parts = key.split(".")
+        if int(parts[1]) != head_old:
+            moved[key] = value
+        elif parts[2] in ("cv2", "cv3"):
+            level = int(parts[3])
+            for new_level in ([0, 1] if level == 0 else [level + 1]):
+                moved[".".join(["model", str(head_new), parts[2], str(new_level), *parts[4:]])] = value
+        else:  # dfl: fixed weights
+            moved[".".join(["model", str(head_new), *parts[2:]])] = value
+    state = model.model.state_dict()
+    missing = [k for k in state if k not in moved]
+    bad = [k for k, v in moved.items() if k not in state or state[k].shape != v.shape]
+    if bad:
+        raise ValueError(f"P2 transfer: {len(bad)} tensors do not fit, e.g. {bad[:3]}")
+    model.model.load_state_dict(moved, strict=False)
+    model.model.names = {0: "line"}
+    model.save(str(out))
+    return {"weights": str(out), "transferred": len(moved), "new_tensors": len(missing)}
+
+
 def held_out_pages(pages: Sequence[LabelPage]) -> tuple[list[LabelPage], list[LabelPage]]:
     """(train, held out): ~10 % of pages (seeded, so a resumed job splits the same way) to choose
     how the fine-tuned model reads pages; none when there are too few pages to spare."""

@@ -23,7 +23,7 @@ from core.labels import read_labels  # noqa: E402
 from core.modeldir import read_manifest, write_model_dir  # noqa: E402
 from core.settings import REPO_ROOT, configure_process, get_settings  # noqa: E402
 from core.synth import write_yolo_pages  # noqa: E402
-from core.train_detector import HYP, SCRATCH, pages_to_yolo, run_yolo, write_data_yaml  # noqa: E402
+from core.train_detector import HYP, SCRATCH, p2_detector_from, pages_to_yolo, run_yolo, write_data_yaml  # noqa: E402
 
 # Explicit: ultralytics' "auto" picks MuSGD when epochs x batches > 10,000 (our --epochs bound is
 # high because --minutes decides), and MuSGD's Newton-Schulz steps are several times slower on a CPU.
@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=0.5, help="warm-up epochs")
     ap.add_argument("--close-mosaic", type=int, default=1, help="last epochs without mosaic")
     ap.add_argument("--init", default=SCRATCH, help="start from these weights (.pt) instead of yolo11n.yaml")
+    ap.add_argument("--p2-from", type=Path, default=None,
+                    help="train a stride-4 (P2) detector (yolo11n-p2.yaml) starting from these yolo11n weights")
+    ap.add_argument("--freeze", type=int, default=0, help="keep the first N layers fixed (23: all of yolo11n's)")
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "models" / "detector-yolo")
     ap.add_argument("--fresh", action="store_true", help="do not resume an interrupted run")
     ap.add_argument("--package", type=Path, default=None,
@@ -145,21 +148,28 @@ def main(argv: list[str] | None = None) -> int:
     def progress(info: dict) -> None:
         print(json.dumps(info), flush=True)
 
-    best, info = run_yolo(args.init, data, work, imgsz=args.imgsz, epochs=args.epochs, minutes=args.minutes,
+    init = args.init
+    if args.p2_from:
+        grown = p2_detector_from(args.p2_from, work / "p2-init.pt")
+        print(json.dumps(grown), flush=True)
+        init = grown["weights"]
+    best, info = run_yolo(init, data, work, imgsz=args.imgsz, epochs=args.epochs, minutes=args.minutes,
                           batch=args.batch, progress=progress, resume=not args.fresh, cache="ram", threads=args.threads,
-                          hyp={"warmup_epochs": args.warmup, "close_mosaic": args.close_mosaic, **OPTIM})
+                          hyp={"warmup_epochs": args.warmup, "close_mosaic": args.close_mosaic, **OPTIM},
+                          **({"freeze": args.freeze} if args.freeze else {}))
     manifest = {
         "kind": "detector",
         "engine": "yolo",
         "name": args.out.name,
-        "base": Path(args.init).name,
+        "base": Path(args.p2_from or args.init).name,
         "weights": "weights.pt",
         "imgsz": args.predict_imgsz or args.imgsz,
         "conf": args.conf,
         "iou": 0.5,
         **({"squeeze_x": args.squeeze} if args.squeeze > 1.0 else {}),
         "trained_on": {**data_info, "notes": "never (evaluation only)"},
-        "recipe": {"model": "YOLO11n", "init": str(args.init), "imgsz": args.imgsz, "batch": args.batch,
+        "recipe": {"model": "YOLO11n-P2" if args.p2_from else "YOLO11n", "init": str(args.p2_from or args.init),
+                   "freeze": args.freeze, "imgsz": args.imgsz, "batch": args.batch,
                    "minutes": args.minutes, "threads": args.threads, "squeeze_x": args.squeeze, "device": "cpu", "nbs": args.batch,
                    **HYP, "warmup_epochs": args.warmup, "close_mosaic": args.close_mosaic, **OPTIM,
                    "command": "scripts/train_detector_base.py " + " ".join(argv if argv is not None else sys.argv[1:])},

@@ -321,3 +321,27 @@ def test_margins_and_a_second_read_are_applied_by_the_engine(tiny_model, tmp_pat
     twice = variant("twice", small_read={"squeeze_x": 1.0, "imgsz": read_manifest(path)["imgsz"], "conf": 0.001,
                                          "max_width_share": 1.0, "overlap": 1.01})
     assert len(twice) == 2 * len(plain)
+
+
+def test_a_p2_detector_grown_from_yolo11n_reads_its_three_levels_unchanged(home, tmp_path):
+    """The transfer maps each old level to the same level of the new head (a wrong mapping, or a
+    layer left at random, changes these outputs) and adds a stride-4 level at twice the grid."""
+    import torch
+
+    from core.detect.yolo import import_yolo
+    from core.train_detector import p2_detector_from
+
+    shipped = SHIPPED_DETECTOR / "weights.pt"
+    grown = p2_detector_from(shipped, tmp_path / "p2.pt")
+    assert grown["new_tensors"] > 0
+    yolo = import_yolo()
+    old, new = (yolo(str(p), task="detect").model.float().eval() for p in (shipped, tmp_path / "p2.pt"))
+    assert new.stride.tolist() == [4, 8, 16, 32]
+    page = torch.rand(1, 3, 128, 96)
+    with torch.inference_mode():
+        before, after = old(page)[1], new(page)[1]
+    assert [f.shape[-2:] for f in after["feats"]][:2] == [(32, 24), (16, 12)]
+    fine = 32 * 24  # the P2 level's anchors come first
+    for key in ("boxes", "scores"):  # the head's raw outputs for every anchor of P3-P5
+        assert after[key].shape[-1] == before[key].shape[-1] + fine
+        assert torch.allclose(before[key], after[key][..., fine:], atol=1e-4)
