@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 .venv/bin/python bench/detector.py --detectors classical default
     OMP_NUM_THREADS=1 .venv/bin/python bench/detector.py --detectors default --finetune --minutes 15
 
-Scores come from core.evaluate.evaluate_detectors (P/R/F1 at IoU 0.5, merged, split, cut short, s/page).
+Scores come from core.evaluate.evaluate_detector (P/R/F1 at IoU 0.5, merged, split, cut short, s/page).
+`--complete-pages` scores only the pages whose labels box every line of text (bench/label_gaps.py).
 Fine-tuned weights go to --out (outside the repository), never into models/.
 """
 
@@ -16,8 +17,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from core.evaluate import evaluate_detectors  # noqa: E402
+from label_gaps import complete_pages  # noqa: E402
+
+from core.evaluate import evaluate_detector  # noqa: E402
+from core.labels import read_labels  # noqa: E402
 from core.settings import REPO_ROOT, configure_process  # noqa: E402
 
 NOTES = REPO_ROOT.parent / "shared" / "data" / "notes" / "labels.jsonl"
@@ -41,11 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--base", default="default", help="with --finetune: the detector to start from")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--complete-pages", action="store_true",
+                    help="score only pages whose labels box every line of text (bench/label_gaps.py)")
     args = ap.parse_args(argv)
 
     configure_process(threads=args.threads)
-    results: dict = {"labels": str(args.labels), "split": args.split, "threads": args.threads}
-    rows = evaluate_detectors(args.labels, args.split, args.detectors)["detectors"] if args.detectors else []
+    pages = read_labels(args.labels, split=args.split)
+    if args.complete_pages:
+        pages = complete_pages(pages)
+    results: dict = {"labels": str(args.labels), "split": args.split, "threads": args.threads,
+                     "complete_pages_only": args.complete_pages}
+    rows = [evaluate_detector(spec, pages) for spec in args.detectors]
     if args.finetune:
         from core.modeldir import next_version_dir
         from core.train_detector import train_detector
@@ -58,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                               progress=lambda p: print(json.dumps(p), file=sys.stderr, flush=True))
         results["finetune"] = {"model": str(path), "seconds": round(time.perf_counter() - start, 1),
                                "max_minutes": args.minutes}
-        rows += evaluate_detectors(args.labels, args.split, [str(path)])["detectors"]
+        rows.append(evaluate_detector(str(path), pages))
     results["detectors"] = rows
     print(table(rows))
     print(json.dumps(results, indent=2))

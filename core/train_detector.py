@@ -186,12 +186,11 @@ def p2_detector_from(weights: Path, out: Path) -> dict:
     1-3, and its P3 level also seeds the new P2 level (same channels), so training starts from a
     detector that already reads lines and only has to learn where small boxes sit on the finer grid.
     """
-    import torch
-
     from core.detect.yolo import import_yolo
 
-    model = import_yolo()(str(P2_YAML), task="detect")
-    old = torch.load(weights, map_location="cpu", weights_only=False)["model"].float().state_dict()
+    yolo = import_yolo()
+    model = yolo(str(P2_YAML), task="detect")
+    old = yolo(str(weights), task="detect").model.float().state_dict()  # ultralytics' own loader, as detection uses
     head_old, head_new = max(int(k.split(".")[1]) for k in old), len(model.model.model) - 1
     moved = {}
     for key, value in old.items():

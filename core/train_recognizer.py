@@ -529,11 +529,11 @@ def train_recognizer(
     def set_aside() -> tuple[float, float, float]:
         """(seconds set aside, the loop's deadline, the loop's whole length): the schedule ends with the loop.
 
-        The estimate gets a margin (FINISH_MARGIN) plus one step, because a step that starts just
-        before the deadline runs past it.
+        The estimate gets a margin (FINISH_MARGIN) plus the longest step so far, because a step that
+        starts just before the deadline runs past it, and a batch of wide lines takes longer than most.
         """
         left = budget_end - time.monotonic()
-        step_s = (state["elapsed_steps"] / state["step"]) if state["step"] else 0.0
+        step_s = state.get("longest_step_s", (state["elapsed_steps"] / state["step"]) if state["step"] else 0.0)
         estimate = adapter.finish_seconds(data, val, float(state.get("val_seconds", 0.0)))
         kept = min(FINISH_MARGIN * estimate + step_s, max(0.0, left) / 2)
         end = budget_end - kept if left > 0 else time.monotonic()
@@ -568,7 +568,9 @@ def train_recognizer(
                 optim.step()
                 losses.append(float(loss.detach()))
             state["step"] += 1
-            state["elapsed_steps"] += time.monotonic() - now
+            step_s = time.monotonic() - now
+            state["elapsed_steps"] += step_s
+            state["longest_step_s"] = max(state.get("longest_step_s", 0.0), step_s)
             steps_since_val += 1
             # Steps the budget allows at the pace so far (a guess until a few steps have run).
             rate = state["step"] / max(1e-6, elapsed)
