@@ -204,14 +204,14 @@ def p2_detector_from(weights: Path, out: Path) -> dict:
         else:  # dfl: fixed weights
             moved[".".join(["model", str(head_new), *parts[2:]])] = value
     state = model.model.state_dict()
-    missing = [k for k in state if k not in moved]
+    fresh = [k for k in state if k not in moved]  # the P2 branch's own layers
     bad = [k for k, v in moved.items() if k not in state or state[k].shape != v.shape]
     if bad:
         raise ValueError(f"P2 transfer: {len(bad)} tensors do not fit, e.g. {bad[:3]}")
     model.model.load_state_dict(moved, strict=False)
     model.model.names = {0: "line"}
     model.save(str(out))
-    return {"weights": str(out), "transferred": len(moved), "new_tensors": len(missing)}
+    return {"weights": str(out), "transferred": len(moved), "new_tensors": len(fresh)}
 
 
 def held_out_pages(pages: Sequence[LabelPage]) -> tuple[list[LabelPage], list[LabelPage]]:

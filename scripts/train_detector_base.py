@@ -119,7 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--init", default=SCRATCH, help="start from these weights (.pt) instead of yolo11n.yaml")
     ap.add_argument("--p2-from", type=Path, default=None,
                     help="train a stride-4 (P2) detector (yolo11n-p2.yaml) starting from these yolo11n weights")
-    ap.add_argument("--freeze", type=int, default=0, help="keep the first N layers fixed (23: all of yolo11n's)")
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "models" / "detector-yolo")
     ap.add_argument("--fresh", action="store_true", help="do not resume an interrupted run")
     ap.add_argument("--package", type=Path, default=None,
@@ -155,8 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         init = grown["weights"]
     best, info = run_yolo(init, data, work, imgsz=args.imgsz, epochs=args.epochs, minutes=args.minutes,
                           batch=args.batch, progress=progress, resume=not args.fresh, cache="ram", threads=args.threads,
-                          hyp={"warmup_epochs": args.warmup, "close_mosaic": args.close_mosaic, **OPTIM},
-                          **({"freeze": args.freeze} if args.freeze else {}))
+                          hyp={"warmup_epochs": args.warmup, "close_mosaic": args.close_mosaic, **OPTIM})
     manifest = {
         "kind": "detector",
         "engine": "yolo",
@@ -169,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         **({"squeeze_x": args.squeeze} if args.squeeze > 1.0 else {}),
         "trained_on": {**data_info, "notes": "never (evaluation only)"},
         "recipe": {"model": "YOLO11n-P2" if args.p2_from else "YOLO11n", "init": str(args.p2_from or args.init),
-                   "freeze": args.freeze, "imgsz": args.imgsz, "batch": args.batch,
+                   "imgsz": args.imgsz, "batch": args.batch,
                    "minutes": args.minutes, "threads": args.threads, "squeeze_x": args.squeeze, "device": "cpu", "nbs": args.batch,
                    **HYP, "warmup_epochs": args.warmup, "close_mosaic": args.close_mosaic, **OPTIM,
                    "command": "scripts/train_detector_base.py " + " ".join(argv if argv is not None else sys.argv[1:])},
