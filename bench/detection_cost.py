@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from digitize import in_rows, page_bench_args  # noqa: E402
+from digitize import in_rows, labelled_lines, page_bench_args  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from core.detect import load_detector  # noqa: E402
@@ -46,9 +46,9 @@ def holds_middle(box: Line, line: Line) -> bool:
     return x0 <= (lx0 + lx1) / 2 <= x1 and y0 <= (ly0 + ly1) / 2 <= y1
 
 
-def variants(truth: list[Line], pred: list[Line]) -> dict[str, list[Line]]:
-    """The box sets of VARIANTS for one page (Line objects shared, so each box is read once)."""
-    pairs = match_boxes([t.points for t in truth], [p.points for p in pred])
+def variants(truth: list[Line], pred: list[Line], pairs: list[tuple[int, int]]) -> dict[str, list[Line]]:
+    """The box sets of VARIANTS for one page, given the (truth, pred) matches at IoU 0.5 (Line
+    objects shared, so each box is read once)."""
     matched_t = {t for t, _ in pairs}
     matched_p = {p: t for t, p in pairs}
     extra = {i for i, p in enumerate(pred) if i not in matched_p and not any(holds_middle(p, t) for t in truth)}
@@ -71,16 +71,17 @@ def main() -> None:
     for page in pages:
         with Image.open(page.image_path) as img:
             rgb = img.convert("RGB")
-        truth = [Line(points=[tuple(p) for p in ln.points]) for ln in page.lines]
+        truth = labelled_lines(page)
         pred = detector.detect([rgb])[0]
         recognize_lines(rgb, truth + pred, recognizer)
-        sets = variants(truth, pred)
+        pairs = match_boxes([t.points for t in truth], [p.points for p in pred])
+        sets = variants(truth, pred, pairs)
         refs.append(in_rows(page.lines))
         for name, lines in sets.items():
             hyps[name].append(in_rows(lines))
         counts["extra_boxes"] += len(pred) - len(sets["extra_boxes_dropped"])
         counts["missed_lines"] += len(sets["missed_lines_added"]) - len(pred)
-        counts["matched"] += len(match_boxes([t.points for t in truth], [p.points for p in pred]))
+        counts["matched"] += len(pairs)
         counts["boxes"] += len(pred)
         counts["lines"] += len(truth)
     out = {"detector": args.detector, "recognizer": args.recognizer, "pages": len(pages), **counts,

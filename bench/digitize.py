@@ -44,6 +44,11 @@ def top_to_bottom(lines) -> str:
     return "\n".join(ln.text for ln in ordered)
 
 
+def labelled_lines(page) -> list[Line]:
+    """The page's labelled boxes as fresh, unread lines (what a perfect detector would return)."""
+    return [Line(points=[tuple(p) for p in ln.points]) for ln in page.lines]
+
+
 class LabelledBoxes:
     """A stand-in detector that returns the current page's labelled boxes (`--detector truth`)."""
 
@@ -51,7 +56,7 @@ class LabelledBoxes:
         self.page = None
 
     def detect(self, images) -> list[list[Line]]:
-        return [[Line(points=[tuple(p) for p in ln.points]) for ln in self.page.lines] for _ in images]
+        return [labelled_lines(self.page) for _ in images]
 
 
 def in_rows(lines) -> str:
