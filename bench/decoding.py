@@ -4,7 +4,8 @@ Rebuilds the character model from the training lines of the model's own train/va
 page split (seeded as `core.train_recognizer` splits; `--limit-lines` as the model was trained),
 chooses the decoding settings on the validation pages (`core.recognize.crnn.fit_character_model`,
 as fine-tuning does), with and without the general-text prior, then scores the eval split by
-best path and by beam search at several beam widths. Prints one JSON object.
+best path and by beam search at several beam widths (and, when the validation pages chose a
+word bonus, without it). Prints one JSON object.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/decoding.py --recognizer /tmp/model-dir [--limit-lines 250]
 """
@@ -58,8 +59,12 @@ def main() -> None:
             ms = (time.perf_counter() - start) / len(frames) * 1000
             run = {"prior": prior_name, "beam": beam, "writer_share": chosen["writer_share"],
                    "lm_weight": chosen["lm_weight"], "char_bonus": chosen["char_bonus"],
+                   "word_bonus": chosen["word_bonus"],
                    "val_cer_best_path": chosen["val_cer_greedy"], "val_cer_beam": chosen["val_cer_beam"],
                    "eval": score_lines(texts, hyps), "decode_ms_per_line": round(ms, 1)}
+            if chosen["word_bonus"]:  # what the word list bought, at the same settings
+                run["eval_no_word_bonus"] = score_lines(
+                    texts, [rec.decode(f, {**chosen, "beam": beam, "word_bonus": 0.0}).text for f in frames])
             out["runs"].append(run)
             print(json.dumps(run), file=sys.stderr, flush=True)
         out.setdefault("grid", {})[prior_name] = chosen["tried"]

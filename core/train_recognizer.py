@@ -275,7 +275,7 @@ class CRNNAdapter:
         lines with the network as it is now (the base decodes ~4x slower than a trained network:
         its flat outputs keep more beams alive), so the trainer asks again at every validation."""
         from core.recognize.charlm import CharNgramLM, text_prior
-        from core.recognize.crnn import DEFAULT_DECODING, decoding_grid
+        from core.recognize.crnn import DEFAULT_DECODING, WORD_BONUSES, decoding_grid
 
         if not (data.val_pages and val):
             return read_seconds
@@ -286,7 +286,8 @@ class CRNNAdapter:
             self._timing_lm = self._timing_lm.with_prior(prior, float(DEFAULT_DECODING["writer_share"]))
             self._lm_seconds = time.monotonic() - started  # the decoder's choice builds two such models
         grid = decoding_grid(self._timing_lm.prior is not None)
-        shares = len({share for share, _, _ in grid})
+        shares = len({share for share, _, _ in grid}) + 1  # the word-bonus sweep mixes its share's model again
+        settings = len(grid) + len(WORD_BONUSES)
         rec = self.recognizer()
         # A fresh copy has a cold probability cache, as the first pass of each share has in `tune_decoding`.
         rec.lm = self._timing_lm.with_prior(self._timing_lm.prior, self._timing_lm.writer_share)
@@ -298,7 +299,7 @@ class CRNNAdapter:
                 rec.decode(f, DEFAULT_DECODING)
             per_line.append((time.monotonic() - started) / len(frames))
         self.train_mode()
-        decoding = len(val) * (shares * per_line[0] + (len(grid) - shares) * per_line[1])
+        decoding = len(val) * (shares * per_line[0] + (settings - shares) * per_line[1])
         return 2 * read_seconds + 2 * self._lm_seconds + decoding
 
     def describe(self) -> dict:

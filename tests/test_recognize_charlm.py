@@ -5,19 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.recognize.charlm import CharNgramLM, ctc_beam_search
+from core.recognize.charlm import CharNgramLM, ctc_beam_search, last_word, words_of
 from core.recognize.crnn import ctc_greedy
 
 ALPHABET = "degs2"
 LINES = ["edges of the graph", "two edges", "edges and nodes", "the edges", "dges"] * 3
 
 
-def frames(spec: list[dict[str, float]]) -> np.ndarray:
-    """[T, 1 + len(ALPHABET)] probabilities from per-frame {char: p} (the rest goes to blank)."""
-    out = np.full((len(spec), len(ALPHABET) + 1), 1e-4, dtype=np.float32)
+def frames(spec: list[dict[str, float]], alphabet: str = ALPHABET) -> np.ndarray:
+    """[T, 1 + len(alphabet)] probabilities from per-frame {char: p} (the rest goes to blank)."""
+    out = np.full((len(spec), len(alphabet) + 1), 1e-4, dtype=np.float32)
     for t, chars in enumerate(spec):
         for c, p in chars.items():
-            out[t, ALPHABET.index(c) + 1] = p
+            out[t, alphabet.index(c) + 1] = p
         out[t, 0] = max(1e-4, 1.0 - sum(chars.values()))
     return out / out.sum(1, keepdims=True)
 
@@ -43,6 +43,28 @@ def test_beam_search_with_lm_reads_the_word():
     assert ctc_beam_search(AMBIGUOUS, ALPHABET, lm, lm_weight=0.3, char_bonus=1.0, beam=8) == "edges"
 
 
+def test_word_list_of_the_writers_lines():
+    assert words_of(["Edges of the graph: v2", "ab ĉapo"]) == {"edges", "the", "graph", "ĉapo"}
+    assert last_word("two Edges") == "edges" and last_word("edges ") == "" and last_word("") == ""
+    lm = CharNgramLM.train(LINES, order=3)
+    assert "edges" in lm.words and "ed2es" not in lm.words
+
+
+def test_word_bonus_reads_a_listed_word_where_the_glyphs_lean_the_other_way():
+    lm = CharNgramLM.train(LINES, order=5)
+    # Without the character model the glyphs decide; the word list alone turns "ed2es" into "edges",
+    # at the end of the line and before a space.
+    assert ctc_beam_search(AMBIGUOUS, ALPHABET, lm, lm_weight=0.0, beam=8) == "ed2es"
+    assert ctc_beam_search(AMBIGUOUS, ALPHABET, lm, lm_weight=0.0, beam=8, word_bonus=1.0) == "edges"
+    alphabet = ALPHABET + " "
+    mid_line = frames([{"e": 0.95}, {}, {"d": 0.95}, {}, {"2": 0.5, "g": 0.45}, {}, {"e": 0.95}, {}, {"s": 0.95},
+                       {" ": 0.95}, {"d": 0.95}], alphabet)
+    assert ctc_beam_search(mid_line, alphabet, lm, lm_weight=0.0, beam=8) == "ed2es d"
+    assert ctc_beam_search(mid_line, alphabet, lm, lm_weight=0.0, beam=8, word_bonus=1.0) == "edges d"
+    unlisted = CharNgramLM(5, lm.counts, lm.vocab_size)  # an older model dir: no word list, no bonus
+    assert ctc_beam_search(AMBIGUOUS, ALPHABET, unlisted, lm_weight=0.0, beam=8, word_bonus=1.0) == "ed2es"
+
+
 def test_repeated_letters_need_a_blank_between():
     probs = frames([{"e": 0.95}, {"e": 0.95}, {}, {"e": 0.95}])
     assert ctc_beam_search(probs, ALPHABET, None, beam=4) == "ee"
@@ -52,7 +74,8 @@ def test_save_and_load(tmp_path):
     lm = CharNgramLM.train(LINES, order=4)
     lm.save(tmp_path)
     again = CharNgramLM.load(tmp_path)
-    assert again is not None and again.order == 4
+    assert again is not None and again.order == 4 and again.words == lm.words
+    assert again.with_prior(None, 1.0).words == lm.words
     assert again.logprob("edg", "e") == pytest.approx(lm.logprob("edg", "e"))
     assert CharNgramLM.load(tmp_path / "nowhere") is None
 

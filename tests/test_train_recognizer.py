@@ -64,6 +64,7 @@ def test_crnn_fine_tune_learns_new_characters(tmp_path, labels16):
 
 
 def test_crnn_decoder_is_chosen_on_held_out_pages(tmp_path):
+    from core.recognize.charlm import words_of
     from core.recognize.crnn import load_crnn_dir
 
     labels = write_labels(tmp_path / "two-pages", [LINES16[:8], LINES16[8:]])
@@ -72,7 +73,7 @@ def test_crnn_decoder_is_chosen_on_held_out_pages(tmp_path):
     manifest = json.loads((out / "inkscribe.json").read_text())
     assert manifest["trained_on"]["val_pages"] == 1
     decoding = manifest["decoding"]
-    assert {"val_cer_greedy", "val_cer_beam", "lm_weight", "char_bonus", "writer_share"} <= set(decoding)
+    assert {"val_cer_greedy", "val_cer_beam", "lm_weight", "char_bonus", "writer_share", "word_bonus"} <= set(decoding)
     assert decoding["beam"] == (8 if decoding["val_cer_beam"] < decoding["val_cer_greedy"] else 0)
     assert manifest["recipe"]["text_prior"] is True
     rec = load_crnn_dir(out)
@@ -82,6 +83,7 @@ def test_crnn_decoder_is_chosen_on_held_out_pages(tmp_path):
     assert (rec.lm.prior is not None) == (decoding["writer_share"] < 1.0)
     # the saved character model knows every confirmed line, the held-out page's too
     assert set(rec.lm.counts[""]) >= set("".join(LINES16))
+    assert rec.lm.words == words_of(LINES16)  # and their words, for the word bonus
 
 
 def test_resume_after_stop(tmp_path, labels16):

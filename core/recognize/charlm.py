@@ -10,6 +10,10 @@ a character model of general technical English (`text_prior`: the docstrings of 
 standard library, which ships with every Python, so it is built offline and cached). The two
 are mixed linearly, `writer_share` of the writer's model; fine-tuning chooses the share on
 held-out pages.
+
+The model also keeps the writer's *word list* (words of 3+ letters from their lines, case
+folded): beam search can add `word_bonus` each time a prefix completes a listed word, which
+reaches past the n-gram's few characters of context ("algorith" + "m" is one word).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import ast
 import json
 import math
 import os
+import re
 import sys
 import sysconfig
 from collections import defaultdict
@@ -29,14 +34,29 @@ import numpy as np
 BOS = "\x02"  # padding before the first character of a line
 LM_FILE = "charlm.json"
 NEG = -1e30  # log of zero, finite so sums stay comparable
+WORD = re.compile(r"[^\W\d_]{3,}")  # a word for the word list: 3+ letters
+
+
+def words_of(texts: Iterable[str]) -> frozenset[str]:
+    """The case-folded words (3+ letters) of `texts`."""
+    return frozenset(w.casefold() for text in texts for w in WORD.findall(text))
+
+
+def last_word(prefix: str) -> str:
+    """The run of letters that `prefix` ends with (case folded), or ''."""
+    i = len(prefix)
+    while i > 0 and prefix[i - 1].isalpha():
+        i -= 1
+    return prefix[i:].casefold()
 
 
 class CharNgramLM:
     """Interpolated Witten-Bell character n-gram model over lines of text."""
 
     def __init__(self, order: int = 6, counts: dict[str, dict[str, int]] | None = None, vocab_size: int = 100,
-                 prior: CharNgramLM | None = None, writer_share: float = 1.0):
+                 prior: CharNgramLM | None = None, writer_share: float = 1.0, words: frozenset[str] = frozenset()):
         self.order = order
+        self.words = words  # the writer's word list (`words_of`), for beam search's word bonus
         self.counts: dict[str, dict[str, int]] = counts or {}
         self.vocab_size = max(2, vocab_size)
         self.prior = prior  # general text, mixed in with weight 1 - writer_share
@@ -46,12 +66,13 @@ class CharNgramLM:
 
     def with_prior(self, prior: CharNgramLM | None, writer_share: float) -> CharNgramLM:
         """The same counts mixed with `prior` (a new object: its own probability cache)."""
-        return CharNgramLM(self.order, self.counts, self.vocab_size, prior, writer_share)
+        return CharNgramLM(self.order, self.counts, self.vocab_size, prior, writer_share, self.words)
 
     @classmethod
     def train(cls, texts: Iterable[str], order: int = 6) -> CharNgramLM:
         counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         chars: set[str] = set()
+        texts = list(texts)
         for text in texts:
             text = text.strip()
             if not text:
@@ -62,7 +83,7 @@ class CharNgramLM:
                 for n in range(order):  # contexts of length 0 .. order-1
                     counts[padded[i - n : i]][padded[i]] += 1
         plain = {ctx: dict(nxt) for ctx, nxt in counts.items()}
-        return cls(order, plain, vocab_size=len(chars) + 1)
+        return cls(order, plain, vocab_size=len(chars) + 1, words=words_of(texts))
 
     def logprob(self, context: str, char: str) -> float:
         """log P(char | the last order-1 characters of context)."""
@@ -92,6 +113,8 @@ class CharNgramLM:
 
     def to_dict(self) -> dict:
         data = {"order": self.order, "vocab_size": self.vocab_size, "counts": self.counts}
+        if self.words:
+            data["words"] = sorted(self.words)
         if self.prior is not None and self.writer_share < 1.0:  # a model dir carries its prior: self-contained
             data.update(writer_share=self.writer_share, prior=self.prior.to_dict())
         return data
@@ -100,7 +123,7 @@ class CharNgramLM:
     def from_dict(cls, data: dict) -> CharNgramLM:
         prior = cls.from_dict(data["prior"]) if data.get("prior") else None
         return cls(int(data["order"]), data["counts"], int(data["vocab_size"]), prior,
-                   float(data.get("writer_share", 1.0)))
+                   float(data.get("writer_share", 1.0)), frozenset(data.get("words", ())))
 
     def save(self, folder: str | Path) -> None:
         (Path(folder) / LM_FILE).write_text(json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")))
@@ -166,13 +189,16 @@ def ctc_beam_search(
     char_bonus: float = 0.0,
     beam: int = 8,
     min_prob: float = 1e-3,
+    word_bonus: float = 0.0,
 ) -> str:
     """CTC prefix beam search over one [T, C] probability matrix (class 0 = blank).
 
     Each character appended scores `lm_weight * log P_lm(char | prefix) + char_bonus` on top of
-    the network's log-probabilities (shallow fusion). Frames where the blank is all but certain
-    are skipped, which keeps a line to a few milliseconds.
+    the network's log-probabilities (shallow fusion); a character that ends a word of the
+    writer's word list (and the line's last word, at the end) adds `word_bonus`. Frames where the
+    blank is all but certain are skipped, which keeps a line to a few milliseconds.
     """
+    words = lm.words if lm is not None and word_bonus else frozenset()
     beams: dict[str, tuple[float, float, float]] = {"": (0.0, NEG, 0.0)}  # prefix → (log p_blank, log p_char, lm)
     logp = np.log(np.maximum(probs, 1e-12))
     for t in range(probs.shape[0]):
@@ -197,10 +223,15 @@ def ctc_beam_search(
                 if source <= NEG / 2:
                     continue
                 extra = (lm_weight * lm.logprob(prefix, c) if lm is not None else 0.0) + char_bonus
+                if words and not c.isalpha() and last_word(prefix) in words:
+                    extra += word_bonus
                 _add(nxt, prefix + c, NEG, source + float(row[k]), lm_s + extra)
         ranked = sorted(nxt.items(), key=lambda kv: -(_lse(kv[1][0], kv[1][1]) + kv[1][2]))
         beams = {pre: (v[0], v[1], v[2]) for pre, v in ranked[:beam]}
-    best = max(beams.items(), key=lambda kv: _lse(kv[1][0], kv[1][1]) + kv[1][2])[0]
+    def final(kv) -> float:
+        return _lse(kv[1][0], kv[1][1]) + kv[1][2] + (word_bonus if words and last_word(kv[0]) in words else 0.0)
+
+    best = max(beams.items(), key=final)[0]
     return best.strip()
 
 

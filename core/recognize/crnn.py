@@ -32,7 +32,8 @@ PPOCRV4 = "ppocrv4"
 PRETRAINED = (ENGLISH_G2, PPOCRV4)  # the built-in networks, by the name config.json records
 # Beam search with the writer's character model (mixed with the general-text prior): defaults for a
 # fine-tune with no page to hold out; otherwise it re-chooses all three on its own validation pages.
-DEFAULT_DECODING = {"beam": 8, "lm_weight": 0.3, "char_bonus": 1.5, "lm_order": 5, "writer_share": 0.7}
+DEFAULT_DECODING = {"beam": 8, "lm_weight": 0.3, "char_bonus": 1.5, "lm_order": 5, "writer_share": 0.7,
+                    "word_bonus": 0.0}
 # english_g2's output alphabet, in order (easyocr.config, 'english_g2' → 'characters').
 ENGLISH_G2_ALPHABET = (
     "0123456789!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~ €ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -245,7 +246,8 @@ class CRNNRecognizer(BaseRecognizer):
         if self.lm is not None and int(opts.get("beam", 0)) > 1 and text:
             # confidence stays the best path's: it says how clearly the glyphs read
             text = ctc_beam_search(frames, self.alphabet, self.lm, float(opts["lm_weight"]),
-                                   float(opts["char_bonus"]), int(opts["beam"]))
+                                   float(opts["char_bonus"]), int(opts["beam"]),
+                                   word_bonus=float(opts.get("word_bonus", 0.0)))
         return Recognition(text, conf)
 
     def config(self) -> dict:
@@ -272,6 +274,7 @@ class CRNNRecognizer(BaseRecognizer):
 LM_WEIGHTS = (0.2, 0.3, 0.4, 0.5, 0.6)
 CHAR_BONUSES = (1.0, 1.5, 2.0)
 WRITER_SHARES = (1.0, 0.7, 0.4)  # of the writer's model, against the general-text prior (when lm has one)
+WORD_BONUSES = (1.0, 2.0, 3.0)  # tried once the grid's best setting is known (0 = no word list)
 
 
 def decoding_grid(with_prior: bool) -> list[tuple[float, float, float]]:
@@ -284,7 +287,8 @@ def tune_decoding(rec: CRNNRecognizer, crops: Sequence, refs: Sequence[str], lm:
     """Choose how much beam search trusts `lm` (and its prior), on held-out lines never in `lm`.
 
     Returns the decoding settings with `val_cer_greedy`, `val_cer_beam` and every setting's CER
-    (`tried`); `beam` is 0 when no setting beats the best path on these lines.
+    (`tried`); `beam` is 0 when no setting beats the best path on these lines. The word bonus is
+    swept after the grid, at its best setting (a full cross would take four times as long).
     """
     from core.metrics import cer
 
@@ -301,13 +305,20 @@ def tune_decoding(rec: CRNNRecognizer, crops: Sequence, refs: Sequence[str], lm:
         for share, w, b in decoding_grid(lm.prior is not None):
             if share != mixed_for:  # one mixed model per share (its probability cache serves every w, b)
                 rec.lm, mixed_for = lm.with_prior(lm.prior, share), share
-            tried[(share, w, b)] = score({**DEFAULT_DECODING, "lm_weight": w, "char_bonus": b})
+            tried[(share, w, b, 0.0)] = score({**DEFAULT_DECODING, "lm_weight": w, "char_bonus": b})
+        (share, w, b, _), _ = min(tried.items(), key=lambda kv: kv[1])
+        rec.lm = lm.with_prior(lm.prior, share)
+        for bonus in WORD_BONUSES if lm.words else ():
+            tried[(share, w, b, bonus)] = score({**DEFAULT_DECODING, "lm_weight": w, "char_bonus": b,
+                                                 "word_bonus": bonus})
     finally:
         rec.lm = saved
-    (share, w, b), best = min(tried.items(), key=lambda kv: kv[1])
+    (share, w, b, bonus), best = min(tried.items(), key=lambda kv: kv[1])  # ties: the first, no bonus
     return {**DEFAULT_DECODING, "beam": DEFAULT_DECODING["beam"] if best < greedy else 0, "lm_weight": w,
-            "char_bonus": b, "writer_share": share, "val_cer_greedy": greedy, "val_cer_beam": best,
-            "tried": [{"writer_share": k[0], "lm_weight": k[1], "char_bonus": k[2], "cer": v} for k, v in tried.items()]}
+            "char_bonus": b, "writer_share": share, "word_bonus": bonus, "val_cer_greedy": greedy,
+            "val_cer_beam": best,
+            "tried": [{"writer_share": k[0], "lm_weight": k[1], "char_bonus": k[2], "word_bonus": k[3], "cer": v}
+                      for k, v in tried.items()]}
 
 
 def fit_character_model(rec: CRNNRecognizer | None, train_texts: Sequence[str], held_out_texts: Sequence[str],
