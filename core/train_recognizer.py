@@ -286,7 +286,7 @@ class CRNNAdapter:
             self._timing_lm = self._timing_lm.with_prior(prior, float(DEFAULT_DECODING["writer_share"]))
             self._lm_seconds = time.monotonic() - started  # the decoder's choice builds two such models
         grid = decoding_grid(self._timing_lm.prior is not None)
-        shares = len({share for share, _, _ in grid}) + 1  # the word-bonus sweep mixes its share's model again
+        shares = len({share for share, _, _ in grid})  # the word-bonus sweep reuses its share's (warm) model
         settings = len(grid) + len(WORD_BONUSES)
         rec = self.recognizer()
         # A fresh copy has a cold probability cache, as the first pass of each share has in `tune_decoding`.

@@ -301,13 +301,14 @@ def tune_decoding(rec: CRNNRecognizer, crops: Sequence, refs: Sequence[str], lm:
             return round(cer(list(refs), [rec.decode(f, opts).text for f in frames]), 4)
 
         greedy = score({"beam": 0})
-        mixed_for = None
+        mixed: dict[float, CharNgramLM] = {}  # one mixed model per share: its probability cache serves every w, b
         for share, w, b in decoding_grid(lm.prior is not None):
-            if share != mixed_for:  # one mixed model per share (its probability cache serves every w, b)
-                rec.lm, mixed_for = lm.with_prior(lm.prior, share), share
+            if share not in mixed:
+                mixed[share] = lm.with_prior(lm.prior, share)
+            rec.lm = mixed[share]
             tried[(share, w, b, 0.0)] = score({**DEFAULT_DECODING, "lm_weight": w, "char_bonus": b})
         (share, w, b, _), _ = min(tried.items(), key=lambda kv: kv[1])
-        rec.lm = lm.with_prior(lm.prior, share)
+        rec.lm = mixed[share]  # warm: the grid already decoded with it
         for bonus in WORD_BONUSES if lm.words else ():
             tried[(share, w, b, bonus)] = score({**DEFAULT_DECODING, "lm_weight": w, "char_bonus": b,
                                                  "word_bonus": bonus})
