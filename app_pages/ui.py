@@ -44,7 +44,7 @@ def recognizer_options(store: Store) -> dict[str, str]:
     opts[label] = "default"
     from core.recognize.registry import BUILTIN
 
-    for name in sorted(set(BUILTIN.values())):  # the other offline base
+    for name in sorted(set(BUILTIN.values())):  # the other offline bases
         if label != f"default ({name})":
             opts[f"{name} (offline base)"] = name
     for m in store.models("recognizer"):
@@ -54,7 +54,7 @@ def recognizer_options(store: Store) -> dict[str, str]:
 
 
 def default_recognizer_label() -> str:
-    """'default (ppocrv4)': what `default` reads with here (a setting can point it elsewhere)."""
+    """'default (ppocrv5)': what `default` reads with here (a setting can point it elsewhere)."""
     from core.recognize.registry import resolve
 
     try:

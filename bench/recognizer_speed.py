@@ -5,9 +5,9 @@ output, is what is measured. Generation is forced to a fixed number of tokens so
 compare batch sizes and the KV cache fairly. Prints one JSON object.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/recognizer_speed.py --limit 300 --trocr-lines 8
-    .venv/bin/python bench/recognizer_speed.py --networks ppocrv4 --heights 48 --batches 32 --threads 2 --skip-trocr
+    .venv/bin/python bench/recognizer_speed.py --networks ppocrv5 --heights 48 --batches 32 --threads 2 --skip-trocr
 
-PP-OCRv4 is timed at 48 px, the height it was trained and is read at; english_g2 at each --heights.
+PP-OCRv5 and PP-OCRv4 are timed at 48 px, the height they were trained and are read at; english_g2 at each --heights.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--labels", default=str(NOTES))
     ap.add_argument("--limit", type=int, default=300, help="eval lines for the CRNN")
-    ap.add_argument("--networks", default="ppocrv4,english_g2", help="CRNN-engine networks to time")
+    ap.add_argument("--networks", default="ppocrv5,ppocrv4,english_g2", help="CRNN-engine networks to time")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--heights", default="48,64")
     ap.add_argument("--batches", default="1,32")
@@ -115,7 +115,7 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",")]
     out = {"threads": torch.get_num_threads(), "crnn": []}
     for network in args.networks.split(","):
-        heights = [48] if network == "ppocrv4" else [int(h) for h in args.heights.split(",")]
+        heights = [48] if network.startswith("ppocr") else [int(h) for h in args.heights.split(",")]
         out["crnn"] += crnn_speed(crops, network, heights, batches)
     if not args.skip_trocr:
         out["trocr"] = trocr_speed(args.trocr_lines, args.trocr_tokens, [int(b) for b in args.trocr_batches.split(",")])

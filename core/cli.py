@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "pages separated by a blank line; json: pages with line polygons, text and confidence")
     d.add_argument("--detector", default="default", help="'default', 'classical', 'yolo' or a detector model directory")
     d.add_argument("--recognizer", default="default",
-                   help="'default' (offline PP-OCRv4), 'english_g2', a recognizer model directory, or a hub id when online")
+                   help="'default' (offline PP-OCRv5), 'ppocrv4', 'english_g2', a recognizer model directory, or a hub id when online")
     d.add_argument("--no-store", action="store_true", help="do not keep the result in the store")
     d.set_defaults(func=cmd_digitize)
 

@@ -30,7 +30,6 @@ from core.store import Store
 
 HOLDOUT_FRACTION = 0.1
 MIN_LINES_FOR_HOLDOUT = 10
-CROP_PAD = 0.08  # as inference crops (core.pipeline.LINE_PAD)
 MAX_IMPORT_FILES = 50_000
 MAX_IMPORT_BYTES = 2_000_000_000
 
@@ -89,7 +88,7 @@ def line_crops(store: Store, rows) -> list[Image.Image | None]:
                 cache_img = img.convert("RGB")
             cache_path = path
         try:
-            out.append(crop_line(cache_img, [tuple(p) for p in json.loads(r["points"])], pad=CROP_PAD))
+            out.append(crop_line(cache_img, [tuple(p) for p in json.loads(r["points"])]))
         except ValueError:
             out.append(None)
     return out

@@ -75,7 +75,7 @@ class LabelsList(list):
     problems: list[str]
 
 
-def iter_line_crops(pages: list[LabelPage], pad: float = 0.0) -> Iterator[tuple[LabelPage, LabelLine, object]]:
+def iter_line_crops(pages: list[LabelPage]) -> Iterator[tuple[LabelPage, LabelLine, object]]:
     """(page, line, crop) for every line with a non-empty box, one page image open at a time."""
     from PIL import Image
 
@@ -89,7 +89,7 @@ def iter_line_crops(pages: list[LabelPage], pad: float = 0.0) -> Iterator[tuple[
             raise BadInputError(f"{page.image_path.name}: the page image is damaged or not an image") from exc
         for line in page.lines:
             try:
-                crop = crop_line(rgb, line.points, pad=pad)
+                crop = crop_line(rgb, line.points)
             except ValueError:
                 continue
             yield page, line, crop

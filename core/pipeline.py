@@ -21,8 +21,6 @@ from core.recognize import Recognizer, load_recognizer, resolve_recognizer_spec
 from core.store import Store, file_sha256
 from core.types import Line, PageResult
 
-LINE_PAD = 0.08  # share of line height kept around a box when cropping
-
 
 @dataclass
 class Engines:
@@ -70,7 +68,7 @@ def recognize_lines(image: Image.Image, lines: Sequence[Line], recognizer: Recog
     crops = []
     for ln in lines:
         try:
-            crops.append(crop_line(image, ln.points, pad=LINE_PAD))
+            crops.append(crop_line(image, ln.points))
         except ValueError:
             crops.append(None)
     for ln, rec in zip(lines, recognizer.recognize(crops), strict=True):

@@ -16,8 +16,6 @@ from core.geometry import bbox, box_points, crop_line
 from core.store import Store
 from core.types import Line
 
-CROP_PAD = 0.08
-
 
 # -- queues ---------------------------------------------------------------------------------
 def review_queue(store: Store, page_id: int, order: str = "confidence", include_confirmed: bool = True) -> list:
@@ -81,7 +79,7 @@ def line_points(row) -> list[tuple[float, float]]:
 def line_crop(store: Store, row, image: Image.Image | None = None) -> Image.Image | None:
     image = image or page_image(store, row["page_id"])
     try:
-        return crop_line(image, line_points(row), pad=CROP_PAD)
+        return crop_line(image, line_points(row))
     except ValueError:
         return None
 

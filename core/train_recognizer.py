@@ -41,7 +41,7 @@ CRNN_RECIPE = {
     "val_every_steps": None,  # validate every N steps instead of every budget/6 seconds
     "text_prior": True,  # mix a general-English character model into the writer's (share chosen on validation)
 }
-# PP-OCRv4 trains every layer: measured with nothing frozen (docs/RECOGNITION.md).
+# PP-OCR networks train every layer: measured with nothing frozen (docs/RECOGNITION.md).
 PPOCR_RECIPE = {**CRNN_RECIPE, "freeze_convs": 0}
 TROCR_RECIPE = {**CRNN_RECIPE, "lr": 5e-5, "batch_size": 8, "freeze_convs": 0}
 
@@ -136,7 +136,7 @@ def load_samples(labels: str | Path, split: str, val_fraction: float, limit_line
 
 
 class CRNNAdapter:
-    """CTC fine-tuning of a CRNN-engine network (english_g2 or PP-OCRv4)."""
+    """CTC fine-tuning of a CRNN-engine network (english_g2, PP-OCRv5 or PP-OCRv4)."""
 
     engine = "crnn"
 
@@ -172,7 +172,7 @@ class CRNNAdapter:
 
         if n_convs <= 0:
             return None
-        if not hasattr(self.model, "FeatureExtraction"):  # PP-OCRv4: autograd stops at the first trainable layer
+        if not hasattr(self.model, "FeatureExtraction"):  # PP-OCR: autograd stops at the first trainable layer
             for conv in [m for m in self.model.modules() if isinstance(m, torch.nn.Conv2d)][:n_convs]:
                 for p in conv.parameters():
                     p.requires_grad_(False)
@@ -411,12 +411,12 @@ def _lr_at(frac: float, recipe: dict) -> float:
 
 
 def default_recipe(resolved: str, engine: str) -> dict:
-    """The measured defaults for fine-tuning this base (TrOCR, english_g2 or PP-OCRv4)."""
+    """The measured defaults for fine-tuning this base (TrOCR, english_g2 or a PP-OCR network)."""
     if engine == "trocr":
         return TROCR_RECIPE
-    from core.recognize.crnn import PPOCRV4, pretrained_of
+    from core.recognize.crnn import PPOCR_NETWORKS, pretrained_of
 
-    return PPOCR_RECIPE if pretrained_of(resolved) == PPOCRV4 else CRNN_RECIPE
+    return PPOCR_RECIPE if pretrained_of(resolved) in PPOCR_NETWORKS else CRNN_RECIPE
 
 
 def validation_lines(data: DataSplit, cap: int, seed: int) -> list[Sample]:

@@ -278,7 +278,7 @@ def test_evaluate_page_compares_and_shows_diffs_and_curve(store, monkeypatch, in
     store.activate_model("recognizer", mid)
     install_fakes(monkeypatch, {"default": FakeRecognizer("sane tex"), store.model(mid)["path"]: FakeRecognizer("same text")})
     at = _open("evaluate")
-    # `default` is one of this test's fakes, so its label names nothing more (the app says "default (ppocrv4)")
+    # `default` is one of this test's fakes, so its label names nothing more (the app says "default (ppocrv5)")
     assert at.multiselect(key="ev-models").value == ["default", "mine-v1 (active)"]
     at.button(key="ev-go").click().run()
     assert not at.exception

