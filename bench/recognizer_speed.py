@@ -110,12 +110,13 @@ def main() -> None:
     import torch
 
     from core.evaluate import load_line_set
+    from core.recognize.crnn import PPOCR_NETWORKS
 
     crops, _ = load_line_set(args.labels, "eval", args.limit)
     batches = [int(b) for b in args.batches.split(",")]
     out = {"threads": torch.get_num_threads(), "crnn": []}
     for network in args.networks.split(","):
-        heights = [48] if network.startswith("ppocr") else [int(h) for h in args.heights.split(",")]
+        heights = [48] if network in PPOCR_NETWORKS else [int(h) for h in args.heights.split(",")]
         out["crnn"] += crnn_speed(crops, network, heights, batches)
     if not args.skip_trocr:
         out["trocr"] = trocr_speed(args.trocr_lines, args.trocr_tokens, [int(b) for b in args.trocr_batches.split(",")])

@@ -59,7 +59,7 @@ def test_the_rewrite_keeps_what_the_converted_graph_computes(network):
     import torch
     from onnx2torch import convert
 
-    raw = convert(ppocr._read_onnx(ppocr.onnx_path(network), network)[0]).eval()
+    raw = convert(ppocr._read_onnx(network)[0]).eval()
     net, _ = ppocr.build_network(network)
     x = torch.rand(2, 3, 48, 200) * 2 - 1
     with torch.inference_mode():
@@ -67,7 +67,7 @@ def test_the_rewrite_keeps_what_the_converted_graph_computes(network):
         got = net(x[:, :1].clone().expand(-1, 3, -1, -1)).softmax(2)
         assert torch.allclose(net(x).softmax(2), expected, atol=1e-4)
     assert got.shape == expected.shape
-    graph = convert(ppocr._read_onnx(ppocr.onnx_path(network), network)[0])
+    graph = convert(ppocr._read_onnx(network)[0])
     counts = ppocr._simplify(graph)
     assert counts["made_trainable"] > 20  # the neck's and head's matrices learn too
     assert sum(isinstance(m, torch.nn.Hardswish) for m in graph.modules()) > 20  # fused, or native in the export

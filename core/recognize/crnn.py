@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from core.errors import ModelError
-from core.recognize import BaseRecognizer, Recognition
+from core.recognize import BaseRecognizer, Recognition, ppocr
 from core.recognize.charlm import LM_FILE, CharNgramLM, ctc_beam_search
+from core.recognize.ppocr import SOURCES, is_ppocr, source
 from core.recognize.preprocess import DEFAULT_HEIGHT, MAX_WIDTH, prepare, to_batch
 
 ENGINE = "crnn"
@@ -29,9 +30,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 NETWORK = {"input_channel": 1, "output_channel": 256, "hidden_size": 256}
 ENGLISH_G2 = "english_g2"
-PPOCRV4 = "ppocrv4"
-PPOCRV5 = "ppocrv5"
-PPOCR_NETWORKS = (PPOCRV5, PPOCRV4)  # converted from ONNX by core.recognize.ppocr
+PPOCR_NETWORKS = tuple(SOURCES)  # ppocrv5, ppocrv4: converted from ONNX by core.recognize.ppocr
 PRETRAINED = (ENGLISH_G2, *PPOCR_NETWORKS)  # the built-in networks, by the name config.json records
 # Beam search with the writer's character model (mixed with the general-text prior): defaults for a
 # fine-tune with no page to hold out; otherwise it re-chooses all three on its own validation pages.
@@ -98,8 +97,6 @@ def load_english_g2():
 def load_pretrained(network: str):
     """(network in eval mode, alphabet) for a built-in pretrained network (`PRETRAINED`)."""
     if network in PPOCR_NETWORKS:
-        from core.recognize import ppocr
-
         return ppocr.build_network(network)
     if network == ENGLISH_G2:
         return load_english_g2()
@@ -117,8 +114,6 @@ def pretrained_of(resolved: str) -> str:
 
 
 def network_of(model) -> str:
-    from core.recognize.ppocr import is_ppocr
-
     return model.architecture if is_ppocr(model) else ENGLISH_G2
 
 
@@ -206,7 +201,7 @@ class CRNNRecognizer(BaseRecognizer):
 
     # Lines per forward pass, per network: smaller batches stay in cache (300 eval lines, one thread:
     # PP-OCRv4 19.5 lines/s at 4 vs 9.1 at 32; english_g2 27.5 at 8 vs 21.3 at 32).
-    READ_BATCH = {ENGLISH_G2: 8, PPOCRV4: 4, PPOCRV5: 4}
+    READ_BATCH = {ENGLISH_G2: 8, **dict.fromkeys(PPOCR_NETWORKS, 4)}
 
     def __init__(self, model, alphabet: str, img_height: int = DEFAULT_HEIGHT, name: str = "crnn",
                  max_width: int = MAX_WIDTH, lm: CharNgramLM | None = None, decoding: dict | None = None):
@@ -257,8 +252,6 @@ class CRNNRecognizer(BaseRecognizer):
     def config(self) -> dict:
         network = network_of(self.model)
         if network in PPOCR_NETWORKS:
-            from core.recognize.ppocr import source
-
             src = source(network)
             architecture = f"{src.title} rec (PPLCNetV3 + SVTR neck), converted by onnx2torch from {src.install}"
         else:

@@ -76,7 +76,8 @@ def _package_file(src: Source, relative: str) -> Path:
 
 def onnx_path(network: str = PPOCRV4.network) -> Path:
     """The recognition ONNX shipped inside the network's package (found without importing it)."""
-    return _package_file(source(network), source(network).onnx)
+    src = source(network)
+    return _package_file(src, src.onnx)
 
 
 def _alphabet(src: Source, meta: dict, path: Path) -> str:
@@ -94,13 +95,14 @@ def _alphabet(src: Source, meta: dict, path: Path) -> str:
     return "".join(e if len(e) == 1 else chr(PRIVATE_USE + i) for i, e in enumerate(entries)) + " "
 
 
-def _read_onnx(path: Path, network: str = PPOCRV4.network):
+def _read_onnx(network: str):
     """(ModelProto ready for onnx2torch, alphabet). Weights stored as Constant nodes become
     initializers (onnx2torch only turns initializers into layer weights), and shapes are inferred
     at a fixed input size because the converter needs each tensor's rank."""
     import onnx
     from onnx import helper, numpy_helper, shape_inference
 
+    path = onnx_path(network)
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - any parse failure means a damaged file
@@ -287,7 +289,7 @@ def build_network(network: str = PPOCRV4.network):
     # onnx2torch's Slice indexes with a list; torch warns on every call that this will change
     warnings.filterwarnings("ignore", message="Using a non-tuple sequence", category=UserWarning)
 
-    model, alphabet = _read_onnx(onnx_path(network), network)
+    model, alphabet = _read_onnx(network)
     graph_module = convert(model)
     _simplify(graph_module)
     net = _network_class()(graph_module, network).to(memory_format=torch.channels_last)
