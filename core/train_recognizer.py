@@ -40,6 +40,7 @@ CRNN_RECIPE = {
     "max_steps": None,  # optional step cap (tests, reproducible runs); the time budget still applies
     "val_every_steps": None,  # validate every N steps instead of every budget/6 seconds
     "text_prior": True,  # mix a general-English character model into the writer's (share chosen on validation)
+    "ema": 0.0,  # decay of a moving average of the weights that is validated and kept instead (0 = off)
 }
 # PP-OCR networks train every layer: measured with nothing frozen (docs/RECOGNITION.md).
 PPOCR_RECIPE = {**CRNN_RECIPE, "freeze_convs": 0}
@@ -393,6 +394,45 @@ def _snapshot(model) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+class _WeightAverage:
+    """An exponential moving average of the trainable weights, validated and kept instead of the raw ones.
+
+    Why: with noisy labels the last steps of a short run jump between nearby minima; their
+    average can read better than any one of them. The decay ramps up over the first steps so
+    the pretrained start does not dominate.
+    """
+
+    def __init__(self, model, decay: float, saved: dict | None = None):
+        self.decay = decay
+        self.updates = int(saved["updates"]) if saved else 0
+        self.weights = saved["weights"] if saved else {
+            name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+    def update(self, model) -> None:
+        import torch
+
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name in self.weights:
+                    self.weights[name].mul_(d).add_(p.detach(), alpha=1 - d)
+
+    def swap(self, model) -> None:
+        """Exchange the model's weights with the average (call twice to restore)."""
+        import torch
+
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name in self.weights:
+                    raw = p.detach().clone()
+                    p.copy_(self.weights[name])
+                    self.weights[name] = raw
+
+    def state(self) -> dict:
+        return {"updates": self.updates, "weights": self.weights}
+
+
 def _save_checkpoint(path: Path, payload: dict) -> None:
     """Atomic: a crash mid-write leaves the previous checkpoint intact."""
     import torch
@@ -487,7 +527,7 @@ def train_recognizer(
                  "seed": seed, "val_fraction": val_fraction, "recipe": rec, "alphabet_added": adapter.added}
     state = {"step": 0, "epoch": 0, "elapsed": 0.0, "elapsed_steps": 0.0, "best_cer": None, "base_cer": None,
              "bad_vals": 0, "history": []}
-    best_state = None
+    best_state = saved_average = None
     if resume and ckpt_path.is_file():
         try:
             ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
@@ -498,6 +538,7 @@ def train_recognizer(
             optim.load_state_dict(ck["optim"])
             state.update(ck["state"])
             best_state = ck.get("best")
+            saved_average = ck.get("average")
             report({"message": f"resumed from step {state['step']} ({state['elapsed']:.0f} s trained)"})
         else:
             report({"message": "checkpoint is from different settings; starting over"})
@@ -516,9 +557,24 @@ def train_recognizer(
         if best_state is None:
             best_state, state["best_cer"] = _snapshot(adapter.model), state["base_cer"]
 
+    average = _WeightAverage(adapter.model, float(rec["ema"]), saved_average) if rec.get("ema") else None
+
     def checkpoint() -> None:
         _save_checkpoint(ckpt_path, {"signature": signature, "model": adapter.model.state_dict(),
-                                     "optim": optim.state_dict(), "state": state, "best": best_state})
+                                     "optim": optim.state_dict(), "state": state, "best": best_state,
+                                     "average": average.state() if average else None})
+
+    def validate() -> tuple[float, dict | None]:
+        """Validation CER of the weights a run would keep (the average, if there is one), and a copy if best."""
+        if average:
+            average.swap(adapter.model)
+        try:
+            v = _val_cer(adapter, val)
+            better = state["best_cer"] is None or v < state["best_cer"]
+            return v, (_snapshot(adapter.model) if better else None)
+        finally:
+            if average:
+                average.swap(adapter.model)
 
     # The budget covers the whole run: what comes after the last step (final validation, the
     # decoder's choice) is set aside, at most half of what is left. A resumed run gets what was
@@ -567,6 +623,8 @@ def train_recognizer(
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(adapter.params(), rec["grad_clip"])
                 optim.step()
+                if average:
+                    average.update(adapter.model)
                 losses.append(float(loss.detach()))
             state["step"] += 1
             step_s = time.monotonic() - now
@@ -581,13 +639,12 @@ def train_recognizer(
                     "best_val_cer": state["best_cer"]})
             if (steps_since_val >= rec["val_every_steps"] if rec["val_every_steps"] else
                     time.monotonic() - last_val >= val_every and steps_since_val >= rec["min_steps_per_val"]):
-                v = _val_cer(adapter, val)
+                v, snapshot = validate()
                 state["elapsed"] = elapsed_before + (time.monotonic() - loop_start)
                 state["history"].append({"step": state["step"], "s": round(state["elapsed"], 1), "val_cer": v,
                                          "loss": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4)})
-                if state["best_cer"] is None or v < state["best_cer"]:
-                    state["best_cer"], state["bad_vals"] = v, 0
-                    best_state = _snapshot(adapter.model)
+                if snapshot is not None:
+                    state["best_cer"], state["bad_vals"], best_state = v, 0, snapshot
                 else:
                     state["bad_vals"] += 1
                 report({"step": state["step"], "val_cer": v, "best_val_cer": state["best_cer"],
@@ -606,10 +663,10 @@ def train_recognizer(
     loop_end = time.monotonic()
     # Final validation of the last weights (cosine decay usually makes them the best).
     if steps_since_val > 0 and not cancelled:
-        v = _val_cer(adapter, val)
+        v, snapshot = validate()
         state["history"].append({"step": state["step"], "val_cer": v})
-        if v < state["best_cer"]:
-            state["best_cer"], best_state = v, _snapshot(adapter.model)
+        if snapshot is not None:
+            state["best_cer"], best_state = v, snapshot
     state["elapsed"] = elapsed_before + (time.monotonic() - loop_start)
     checkpoint()
     if cancelled and not state["history"]:
