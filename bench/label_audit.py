@@ -10,8 +10,11 @@ cer_4plus against corrected labels (a ratio estimate: the sample's edits to the 
 edits to the label, times all the model's edits), with a bootstrap interval.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/label_audit.py sheets --recognizer MODEL --sample 60 --out /tmp/audit
-    # fill /tmp/audit/audit.json's "truth" fields by reading /tmp/audit/sheet-*.png, then
+    # fill /tmp/audit/audit.json's "truth" fields by reading /tmp/audit/sheet-*.png (set "judged": true), then
     .venv/bin/python bench/label_audit.py score /tmp/audit/audit.json
+
+`--reuse` an earlier audit file to carry its judged lines over (what a line says does not
+depend on the model); the sheets then show only the lines still to judge.
 
 The filled file holds transcriptions of the notes, so it stays outside the repository.
 """
@@ -82,12 +85,17 @@ def make_sheets(args) -> None:
     long = [i for i, t in enumerate(texts) if len(t.strip()) >= 4]
     wrong = [i for i in long if hyps[i] != texts[i]]
     picked = sorted(random.Random(args.seed).sample(wrong, min(args.sample, len(wrong))))
-    items = [{"n": n, "key": keys[i], "label": texts[i], "model": hyps[i], "truth": texts[i]}
-             for n, i in enumerate(picked, 1)]
+    judged = {}
+    for earlier in args.reuse:
+        judged |= {it["key"]: it["truth"] for it in json.loads(Path(earlier).read_text(encoding="utf-8"))["items"]
+                   if it.get("judged")}
+    items = [{"n": n, "key": keys[i], "label": texts[i], "model": hyps[i], "truth": judged.get(keys[i], texts[i]),
+              "judged": keys[i] in judged} for n, i in enumerate(picked, 1)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for start in range(0, len(items), PER_SHEET):
-        _sheet(items[start:start + PER_SHEET], crops, out / f"sheet-{start // PER_SHEET + 1:02d}.png")
+    to_judge = [it for it in items if not it["judged"]]
+    for start in range(0, len(to_judge), PER_SHEET):
+        _sheet(to_judge[start:start + PER_SHEET], crops, out / f"sheet-{start // PER_SHEET + 1:02d}.png")
     audit = {
         "recognizer": args.recognizer, "split": args.split, "seed": args.seed,
         "lines_4plus": len(long), "wrong_lines_4plus": len(wrong),
@@ -97,7 +105,8 @@ def make_sheets(args) -> None:
         "items": items,
     }
     (out / "audit.json").write_text(json.dumps(audit, indent=1, ensure_ascii=False), encoding="utf-8")
-    print(json.dumps({k: v for k, v in audit.items() if k != "items"} | {"sampled": len(items), "out": str(out)}))
+    print(json.dumps({k: v for k, v in audit.items() if k != "items"}
+                     | {"sampled": len(items), "to_judge": len(to_judge), "out": str(out)}))
 
 
 def _numbered(triples):
@@ -107,29 +116,43 @@ def _numbered(triples):
 
 
 def estimate(audit: dict, resamples: int = 2000, seed: int = 0) -> dict:
-    """The model's cer_4plus against corrected labels, and how much of its CER the labels explain."""
-    items = audit["items"]
-    to_label = [edits(it["label"], it["model"]) for it in items]
-    to_truth = [edits(it["truth"], it["model"]) for it in items]
-    label_wrong = [edits(it["truth"], it["label"]) for it in items]
+    """The model's cer_4plus against corrected labels, and how much of its CER the labels explain.
+
+    Two readings of "corrected": `truth` is what the page says (the writer's abbreviations and
+    spellings kept); `truth_keeping_expansions`, where given, keeps the labeller's expanded
+    abbreviations and corrected spellings and fixes only mistakes (missing or wrong words,
+    characters, case, symbols).
+    """
+    items = [it for it in audit["items"] if it.get("judged")]
+    if not items:
+        raise SystemExit("no judged lines: set each item's truth and \"judged\": true first")
     chars = audit["label_chars_4plus"]
-
-    def corrected_cer(idx: list[int]) -> float:
-        ratio = sum(to_truth[i] for i in idx) / max(1, sum(to_label[i] for i in idx))
-        return audit["model_edits_4plus"] * ratio / chars
-
-    rng = random.Random(seed)
     n = len(items)
-    boot = sorted(corrected_cer([rng.randrange(n) for _ in range(n)]) for _ in range(resamples))
-    return {
-        "recognizer": audit["recognizer"], "sampled": n, "of_wrong_lines": audit["wrong_lines_4plus"],
-        "cer_4plus_against_labels": round(audit["model_edits_4plus"] / chars, 4),
-        "cer_4plus_against_corrected_labels": round(corrected_cer(list(range(n))), 4),
-        "interval_95": [round(boot[int(0.025 * resamples)], 4), round(boot[int(0.975 * resamples) - 1], 4)],
-        "sampled_lines_with_a_wrong_label": sum(1 for e in label_wrong if e),
-        "share_of_sampled_model_edits_that_are_label_errors": round(1 - sum(to_truth) / max(1, sum(to_label)), 3),
-        "note": "lines where model and label agree are taken as right (both wrong the same way is not counted)",
-    }
+    to_label = [edits(it["label"], it["model"]) for it in items]
+    out = {"recognizer": audit["recognizer"], "judged": n, "not_judged": len(audit["items"]) - n,
+           "of_wrong_lines": audit["wrong_lines_4plus"],
+           "cer_4plus_against_labels": round(audit["model_edits_4plus"] / chars, 4)}
+    for name, field in (("page", "truth"), ("keeping_expansions", "truth_keeping_expansions")):
+        truths = [it.get(field, it["truth"]) for it in items]
+        to_truth = [edits(t, it["model"]) for t, it in zip(truths, items, strict=True)]
+        label_wrong = [edits(t, it["label"]) for t, it in zip(truths, items, strict=True)]
+
+        def corrected_cer(idx: list[int], to_truth=to_truth) -> float:
+            ratio = sum(to_truth[i] for i in idx) / max(1, sum(to_label[i] for i in idx))
+            return audit["model_edits_4plus"] * ratio / chars
+
+        rng = random.Random(seed)
+        boot = sorted(corrected_cer([rng.randrange(n) for _ in range(n)]) for _ in range(resamples))
+        out[name] = {
+            "cer_4plus_against_corrected_labels": round(corrected_cer(list(range(n))), 4),
+            "interval_95": [round(boot[int(0.025 * resamples)], 4), round(boot[int(0.975 * resamples) - 1], 4)],
+            "sampled_lines_with_a_wrong_label": sum(1 for e in label_wrong if e),
+            # the labels' own errors on the lines this model gets wrong, over all 4+ lines: a lower bound
+            "label_cer_4plus_at_least": round(sum(label_wrong) * audit["wrong_lines_4plus"] / n / chars, 4),
+            "share_of_model_edits_that_are_label_errors": round(1 - sum(to_truth) / max(1, sum(to_label)), 3),
+        }
+    out["note"] = "lines where model and label agree are taken as right (both wrong the same way is not counted)"
+    return out
 
 
 def main() -> None:
@@ -142,6 +165,7 @@ def main() -> None:
     sh.add_argument("--sample", type=int, default=60)
     sh.add_argument("--seed", type=int, default=0)
     sh.add_argument("--threads", type=int, default=1)
+    sh.add_argument("--reuse", nargs="*", default=[], help="earlier audit files whose judged lines carry over")
     sh.add_argument("--out", required=True)
     sc = sub.add_parser("score", help="estimate the CER against the corrected labels")
     sc.add_argument("audit")

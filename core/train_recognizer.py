@@ -49,6 +49,9 @@ TROCR_RECIPE = {**CRNN_RECIPE, "lr": 5e-5, "batch_size": 8, "freeze_convs": 0}
 # The time after the last step is estimated from a few lines; the estimate fell short by 20-30 %
 # (a 5-minute run took 308 s, an all-lines 15-minute run 914 s), so it is set aside with this margin.
 FINISH_MARGIN = 1.3
+# What the run keeps for writing the model directory after the decoder's choice, which stops
+# trying settings when the budget is this close to its end (a slower machine than estimated).
+SAVE_SECONDS = 5.0
 
 Progress = Callable[[dict], None]
 
@@ -254,9 +257,10 @@ class CRNNAdapter:
 
         CRNNRecognizer(model, self.alphabet, self.height, folder.name, lm=self.lm, decoding=self.decoding).save(folder)
 
-    def fit_decoder(self, data: DataSplit, val: list[Sample], state: dict, tune: bool = True) -> None:
+    def fit_decoder(self, data: DataSplit, val: list[Sample], state: dict, tune: bool = True,
+                    deadline: float | None = None) -> None:
         """Build the writer's character model (with the text prior) and choose how much beam search
-        trusts each, on the validation pages (`fit_character_model`)."""
+        trusts each, on the validation pages (`fit_character_model`), trying settings until `deadline`."""
         from core.recognize.charlm import text_prior
         from core.recognize.crnn import CRNNRecognizer, fit_character_model
 
@@ -267,7 +271,8 @@ class CRNNAdapter:
             model.load_state_dict(state)
             rec = CRNNRecognizer(model.eval(), self.alphabet, self.height)
         self.lm, self.decoding = fit_character_model(
-            rec, [s.text for s in data.train], [s.text for s in data.val], [(s.crop, s.text) for s in val], prior)
+            rec, [s.text for s in data.train], [s.text for s in data.val], [(s.crop, s.text) for s in val], prior,
+            None if deadline is None else deadline - self._lm_seconds)  # the final model is built after the choice
         self.decoding.pop("tried", None)
 
     def finish_seconds(self, data: DataSplit, val: list[Sample], read_seconds: float) -> float:
@@ -677,7 +682,7 @@ def train_recognizer(
                            "the validation lines used it); the saved model is the base network. Give it more minutes."})
     if hasattr(adapter, "fit_decoder"):
         report({"message": "choosing the decoder on the validation pages"})
-        adapter.fit_decoder(data, val, best_state, tune=not cancelled)
+        adapter.fit_decoder(data, val, best_state, tune=not cancelled, deadline=budget_end - SAVE_SECONDS)
     manifest = {
         "kind": "recognizer",
         "engine": engine,

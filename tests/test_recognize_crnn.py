@@ -110,3 +110,18 @@ def test_all_frame_probs_batches_by_width_and_keeps_the_order(default):
     alone = [default.frame_probs([c])[0] for c in crops]
     assert len(frames) == 3 and frames[0].shape[0] > frames[2].shape[0] > frames[1].shape[0]  # the given order
     assert [default.decode(f).text for f in frames] == [default.decode(f).text for f in alone]
+
+
+def test_decoder_choice_stops_trying_settings_at_its_deadline(default):
+    from core.recognize.charlm import CharNgramLM
+
+    texts = ["merge sort", "stack frame"]
+    crops = [render_line(t) for t in texts]
+    lm = CharNgramLM.train(texts * 3, 3)
+    saved = default.lm
+    full = crnn.tune_decoding(default, crops, texts, lm)
+    assert full["settings_skipped"] == 0 and len(full["tried"]) == len(crnn.decoding_grid(False)) + len(
+        crnn.WORD_BONUSES)
+    late = crnn.tune_decoding(default, crops, texts, lm, deadline=0.0)  # already past: one setting, then stop
+    assert len(late["tried"]) == 1 and late["settings_skipped"] == len(full["tried"]) - 1
+    assert default.lm is saved  # the recognizer's own character model is back

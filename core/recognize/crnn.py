@@ -13,6 +13,7 @@ of the output is the CTC blank; index i > 0 is `alphabet[i - 1]`.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -285,12 +286,15 @@ def decoding_grid(with_prior: bool) -> list[tuple[float, float, float]]:
     return [(share, w, b) for share in shares for w in LM_WEIGHTS for b in CHAR_BONUSES]
 
 
-def tune_decoding(rec: CRNNRecognizer, crops: Sequence, refs: Sequence[str], lm: CharNgramLM) -> dict:
+def tune_decoding(rec: CRNNRecognizer, crops: Sequence, refs: Sequence[str], lm: CharNgramLM,
+                  deadline: float | None = None) -> dict:
     """Choose how much beam search trusts `lm` (and its prior), on held-out lines never in `lm`.
 
     Returns the decoding settings with `val_cer_greedy`, `val_cer_beam` and every setting's CER
     (`tried`); `beam` is 0 when no setting beats the best path on these lines. The word bonus is
     swept after the grid, at its best setting (a full cross would take four times as long).
+    Past `deadline` (a `time.monotonic()` value) no further setting is tried: a time-boxed
+    training run ends on time on a slower machine too (`settings_skipped` counts what was left).
     """
     from core.metrics import cer
 
@@ -303,8 +307,16 @@ def tune_decoding(rec: CRNNRecognizer, crops: Sequence, refs: Sequence[str], lm:
             return round(cer(list(refs), [rec.decode(f, opts).text for f in frames]), 4)
 
         greedy = score({"beam": 0})
+        grid = decoding_grid(lm.prior is not None)
+        planned = len(grid) + (len(WORD_BONUSES) if lm.words else 0)
+
+        def out_of_time() -> bool:
+            return bool(tried) and deadline is not None and time.monotonic() >= deadline
+
         mixed: dict[float, CharNgramLM] = {}  # one mixed model per share: its probability cache serves every w, b
-        for share, w, b in decoding_grid(lm.prior is not None):
+        for share, w, b in grid:
+            if out_of_time():
+                break
             if share not in mixed:
                 mixed[share] = lm.with_prior(lm.prior, share)
             rec.lm = mixed[share]
@@ -312,6 +324,8 @@ def tune_decoding(rec: CRNNRecognizer, crops: Sequence, refs: Sequence[str], lm:
         (share, w, b, _), _ = min(tried.items(), key=lambda kv: kv[1])
         rec.lm = mixed[share]  # warm: the grid already decoded with it
         for bonus in WORD_BONUSES if lm.words else ():
+            if out_of_time():
+                break
             tried[(share, w, b, bonus)] = score({**DEFAULT_DECODING, "lm_weight": w, "char_bonus": b,
                                                  "word_bonus": bonus})
     finally:
@@ -319,14 +333,14 @@ def tune_decoding(rec: CRNNRecognizer, crops: Sequence, refs: Sequence[str], lm:
     (share, w, b, bonus), best = min(tried.items(), key=lambda kv: kv[1])  # ties: the first, no bonus
     return {**DEFAULT_DECODING, "beam": DEFAULT_DECODING["beam"] if best < greedy else 0, "lm_weight": w,
             "char_bonus": b, "writer_share": share, "word_bonus": bonus, "val_cer_greedy": greedy,
-            "val_cer_beam": best,
+            "val_cer_beam": best, "settings_skipped": planned - len(tried),
             "tried": [{"writer_share": k[0], "lm_weight": k[1], "char_bonus": k[2], "word_bonus": k[3], "cer": v}
                       for k, v in tried.items()]}
 
 
 def fit_character_model(rec: CRNNRecognizer | None, train_texts: Sequence[str], held_out_texts: Sequence[str],
                         tune_on: Sequence[tuple[Any, str]] = (), prior: CharNgramLM | None = None,
-                        ) -> tuple[CharNgramLM, dict]:
+                        deadline: float | None = None) -> tuple[CharNgramLM, dict]:
     """The writer's character model for `rec` and how to decode with it.
 
     Settings are chosen on `tune_on` (held-out crops and their texts) with a model of the
@@ -337,7 +351,7 @@ def fit_character_model(rec: CRNNRecognizer | None, train_texts: Sequence[str], 
     decoding = dict(DEFAULT_DECODING)
     if rec is not None and tune_on:
         lm = CharNgramLM.train(train_texts, order).with_prior(prior, 1.0)
-        decoding = tune_decoding(rec, [c for c, _ in tune_on], [t for _, t in tune_on], lm)
+        decoding = tune_decoding(rec, [c for c, _ in tune_on], [t for _, t in tune_on], lm, deadline)
     if prior is None:
         decoding["writer_share"] = 1.0
     lm = CharNgramLM.train([*train_texts, *held_out_texts], order).with_prior(prior, float(decoding["writer_share"]))
