@@ -141,18 +141,27 @@ def estimate(audit: dict, resamples: int = 2000, seed: int = 0) -> dict:
             ratio = sum(to_truth[i] for i in idx) / max(1, sum(to_label[i] for i in idx))
             return audit["model_edits_4plus"] * ratio / chars
 
+        def label_cer(idx: list[int], label_wrong=label_wrong) -> float:
+            """The labels' own errors on the lines this model gets wrong, over all 4+ lines: a lower bound."""
+            return sum(label_wrong[i] for i in idx) * audit["wrong_lines_4plus"] / len(idx) / chars
+
         rng = random.Random(seed)
-        boot = sorted(corrected_cer([rng.randrange(n) for _ in range(n)]) for _ in range(resamples))
+        draws = [[rng.randrange(n) for _ in range(n)] for _ in range(resamples)]
         out[name] = {
             "cer_4plus_against_corrected_labels": round(corrected_cer(list(range(n))), 4),
-            "interval_95": [round(boot[int(0.025 * resamples)], 4), round(boot[int(0.975 * resamples) - 1], 4)],
+            "interval_95": _interval([corrected_cer(d) for d in draws]),
             "sampled_lines_with_a_wrong_label": sum(1 for e in label_wrong if e),
-            # the labels' own errors on the lines this model gets wrong, over all 4+ lines: a lower bound
-            "label_cer_4plus_at_least": round(sum(label_wrong) * audit["wrong_lines_4plus"] / n / chars, 4),
+            "label_cer_4plus_at_least": round(label_cer(list(range(n))), 4),
+            "label_cer_interval_95": _interval([label_cer(d) for d in draws]),
             "share_of_model_edits_that_are_label_errors": round(1 - sum(to_truth) / max(1, sum(to_label)), 3),
         }
     out["note"] = "lines where model and label agree are taken as right (both wrong the same way is not counted)"
     return out
+
+
+def _interval(values: list[float]) -> list[float]:
+    ordered = sorted(values)
+    return [round(ordered[int(0.025 * len(ordered))], 4), round(ordered[int(0.975 * len(ordered)) - 1], 4)]
 
 
 def main() -> None:

@@ -40,7 +40,6 @@ CRNN_RECIPE = {
     "max_steps": None,  # optional step cap (tests, reproducible runs); the time budget still applies
     "val_every_steps": None,  # validate every N steps instead of every budget/6 seconds
     "text_prior": True,  # mix a general-English character model into the writer's (share chosen on validation)
-    "ema": 0.0,  # decay of a moving average of the weights that is validated and kept instead (0 = off)
 }
 # PP-OCR networks train every layer: measured with nothing frozen (docs/RECOGNITION.md).
 PPOCR_RECIPE = {**CRNN_RECIPE, "freeze_convs": 0}
@@ -50,7 +49,8 @@ TROCR_RECIPE = {**CRNN_RECIPE, "lr": 5e-5, "batch_size": 8, "freeze_convs": 0}
 # (a 5-minute run took 308 s, an all-lines 15-minute run 914 s), so it is set aside with this margin.
 FINISH_MARGIN = 1.3
 # What the run keeps for writing the model directory after the decoder's choice, which stops
-# trying settings when the budget is this close to its end (a slower machine than estimated).
+# trying settings when the budget is this close to its end (on a slower machine than estimated:
+# stop 18's 500- and 1,000-line runs took 927 and 936 s of their 900).
 SAVE_SECONDS = 5.0
 
 Progress = Callable[[dict], None]
@@ -399,45 +399,6 @@ def _snapshot(model) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-class _WeightAverage:
-    """An exponential moving average of the trainable weights, validated and kept instead of the raw ones.
-
-    Why: with noisy labels the last steps of a short run jump between nearby minima; their
-    average can read better than any one of them. The decay ramps up over the first steps so
-    the pretrained start does not dominate.
-    """
-
-    def __init__(self, model, decay: float, saved: dict | None = None):
-        self.decay = decay
-        self.updates = int(saved["updates"]) if saved else 0
-        self.weights = saved["weights"] if saved else {
-            name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
-
-    def update(self, model) -> None:
-        import torch
-
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if name in self.weights:
-                    self.weights[name].mul_(d).add_(p.detach(), alpha=1 - d)
-
-    def swap(self, model) -> None:
-        """Exchange the model's weights with the average (call twice to restore)."""
-        import torch
-
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if name in self.weights:
-                    raw = p.detach().clone()
-                    p.copy_(self.weights[name])
-                    self.weights[name] = raw
-
-    def state(self) -> dict:
-        return {"updates": self.updates, "weights": self.weights}
-
-
 def _save_checkpoint(path: Path, payload: dict) -> None:
     """Atomic: a crash mid-write leaves the previous checkpoint intact."""
     import torch
@@ -532,7 +493,7 @@ def train_recognizer(
                  "seed": seed, "val_fraction": val_fraction, "recipe": rec, "alphabet_added": adapter.added}
     state = {"step": 0, "epoch": 0, "elapsed": 0.0, "elapsed_steps": 0.0, "best_cer": None, "base_cer": None,
              "bad_vals": 0, "history": []}
-    best_state = saved_average = None
+    best_state = None
     if resume and ckpt_path.is_file():
         try:
             ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
@@ -543,7 +504,6 @@ def train_recognizer(
             optim.load_state_dict(ck["optim"])
             state.update(ck["state"])
             best_state = ck.get("best")
-            saved_average = ck.get("average")
             report({"message": f"resumed from step {state['step']} ({state['elapsed']:.0f} s trained)"})
         else:
             report({"message": "checkpoint is from different settings; starting over"})
@@ -562,24 +522,9 @@ def train_recognizer(
         if best_state is None:
             best_state, state["best_cer"] = _snapshot(adapter.model), state["base_cer"]
 
-    average = _WeightAverage(adapter.model, float(rec["ema"]), saved_average) if rec.get("ema") else None
-
     def checkpoint() -> None:
         _save_checkpoint(ckpt_path, {"signature": signature, "model": adapter.model.state_dict(),
-                                     "optim": optim.state_dict(), "state": state, "best": best_state,
-                                     "average": average.state() if average else None})
-
-    def validate() -> tuple[float, dict | None]:
-        """Validation CER of the weights a run would keep (the average, if there is one), and a copy if best."""
-        if average:
-            average.swap(adapter.model)
-        try:
-            v = _val_cer(adapter, val)
-            better = state["best_cer"] is None or v < state["best_cer"]
-            return v, (_snapshot(adapter.model) if better else None)
-        finally:
-            if average:
-                average.swap(adapter.model)
+                                     "optim": optim.state_dict(), "state": state, "best": best_state})
 
     # The budget covers the whole run: what comes after the last step (final validation, the
     # decoder's choice) is set aside, at most half of what is left. A resumed run gets what was
@@ -628,28 +573,28 @@ def train_recognizer(
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(adapter.params(), rec["grad_clip"])
                 optim.step()
-                if average:
-                    average.update(adapter.model)
                 losses.append(float(loss.detach()))
             state["step"] += 1
             step_s = time.monotonic() - now
             state["elapsed_steps"] += step_s
             state["longest_step_s"] = max(state.get("longest_step_s", 0.0), step_s)
             steps_since_val += 1
-            # Steps the budget allows at the pace so far (a guess until a few steps have run).
+            # Steps the budget allows at the pace so far: a guess from the first step on, since a short
+            # budget on a slow machine may see only a few steps (stop 18: two in a 1-minute job).
             rate = state["step"] / max(1e-6, elapsed)
-            total_guess = max(state["step"], int(rate * loop_budget)) if elapsed >= 5 and state["step"] >= 3 else None
+            total_guess = max(state["step"], int(rate * loop_budget)) if elapsed >= 5 else None
             report({"step": state["step"], "total_steps": total_guess, "epoch": state["epoch"],
                     "loss": round(float(loss.detach()), 4), "eta_s": round(max(0.0, deadline - now) + reserved, 1),
                     "best_val_cer": state["best_cer"]})
             if (steps_since_val >= rec["val_every_steps"] if rec["val_every_steps"] else
                     time.monotonic() - last_val >= val_every and steps_since_val >= rec["min_steps_per_val"]):
-                v, snapshot = validate()
+                v = _val_cer(adapter, val)
                 state["elapsed"] = elapsed_before + (time.monotonic() - loop_start)
                 state["history"].append({"step": state["step"], "s": round(state["elapsed"], 1), "val_cer": v,
                                          "loss": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4)})
-                if snapshot is not None:
-                    state["best_cer"], state["bad_vals"], best_state = v, 0, snapshot
+                if state["best_cer"] is None or v < state["best_cer"]:
+                    state["best_cer"], state["bad_vals"] = v, 0
+                    best_state = _snapshot(adapter.model)
                 else:
                     state["bad_vals"] += 1
                 report({"step": state["step"], "val_cer": v, "best_val_cer": state["best_cer"],
@@ -668,10 +613,10 @@ def train_recognizer(
     loop_end = time.monotonic()
     # Final validation of the last weights (cosine decay usually makes them the best).
     if steps_since_val > 0 and not cancelled:
-        v, snapshot = validate()
+        v = _val_cer(adapter, val)
         state["history"].append({"step": state["step"], "val_cer": v})
-        if snapshot is not None:
-            state["best_cer"], best_state = v, snapshot
+        if v < state["best_cer"]:
+            state["best_cer"], best_state = v, _snapshot(adapter.model)
     state["elapsed"] = elapsed_before + (time.monotonic() - loop_start)
     checkpoint()
     if cancelled and not state["history"]:

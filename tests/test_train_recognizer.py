@@ -88,34 +88,10 @@ def test_crnn_decoder_is_chosen_on_held_out_pages(tmp_path):
     assert rec.lm.words == words_of(LINES16)  # and their words, for the word bonus
 
 
-def test_weight_average_follows_the_weights_and_swaps_back():
-    import torch
-
-    from core.train_recognizer import _WeightAverage
-
-    model = torch.nn.Linear(2, 1)
-    model.bias.requires_grad_(False)
-    with torch.no_grad():
-        model.weight.fill_(0.0)
-    average = _WeightAverage(model, decay=0.5)
-    with torch.no_grad():
-        model.weight.fill_(1.0)
-    for _ in range(3):
-        average.update(model)
-    assert set(average.weights) == {"weight"}  # only what trains is averaged
-    avg = average.weights["weight"].clone()
-    assert torch.all((avg > 0) & (avg < 1))  # between the start and the current weights
-    average.swap(model)
-    assert torch.equal(model.weight.detach(), avg)
-    average.swap(model)
-    assert torch.equal(model.weight.detach(), torch.ones_like(avg))
-
-
-@pytest.mark.parametrize("ema", [0.0, 0.9])
-def test_resume_after_stop(tmp_path, labels16, ema):
+def test_resume_after_stop(tmp_path, labels16):
     base = tiny_trocr_dir(tmp_path / "tiny-base")
     out = tmp_path / "resumed"
-    recipe = {**FAST, "lr": 3e-3, "batch_size": 16, "max_steps": 30, "val_every_steps": 1000, "ema": ema}
+    recipe = {**FAST, "lr": 3e-3, "batch_size": 16, "max_steps": 30, "val_every_steps": 1000}
     calls = {"n": 0}
 
     def stop_after_10() -> bool:
