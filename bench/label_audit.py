@@ -87,10 +87,10 @@ def make_sheets(args) -> None:
     picked = sorted(random.Random(args.seed).sample(wrong, min(args.sample, len(wrong))))
     judged = {}
     for earlier in args.reuse:
-        judged |= {it["key"]: it["truth"] for it in json.loads(Path(earlier).read_text(encoding="utf-8"))["items"]
-                   if it.get("judged")}
-    items = [{"n": n, "key": keys[i], "label": texts[i], "model": hyps[i], "truth": judged.get(keys[i], texts[i]),
-              "judged": keys[i] in judged} for n, i in enumerate(picked, 1)]
+        judged |= {it["key"]: {k: v for k, v in it.items() if k.startswith("truth")}
+                   for it in json.loads(Path(earlier).read_text(encoding="utf-8"))["items"] if it.get("judged")}
+    items = [{"n": n, "key": keys[i], "label": texts[i], "model": hyps[i], "truth": texts[i],
+              **judged.get(keys[i], {}), "judged": keys[i] in judged} for n, i in enumerate(picked, 1)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     to_judge = [it for it in items if not it["judged"]]
