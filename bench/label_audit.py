@@ -29,20 +29,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.metrics import char_edits  # noqa: E402
+
 NOTES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "notes" / "labels.jsonl"
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # wide coverage for arrows and subscripts
 PER_SHEET = 10
-
-
-def edits(reference: str, hypothesis: str) -> int:
-    """Levenshtein distance in characters (what CER counts)."""
-    prev = list(range(len(hypothesis) + 1))
-    for i, r in enumerate(reference, 1):
-        cur = [i]
-        for j, h in enumerate(hypothesis, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h)))
-        prev = cur
-    return prev[-1]
 
 
 def _sheet(items: list[dict], crops: dict, path: Path) -> None:
@@ -100,7 +91,7 @@ def make_sheets(args) -> None:
         "recognizer": args.recognizer, "split": args.split, "seed": args.seed,
         "lines_4plus": len(long), "wrong_lines_4plus": len(wrong),
         "label_chars_4plus": sum(len(texts[i]) for i in long),
-        "model_edits_4plus": sum(edits(texts[i], hyps[i]) for i in long),
+        "model_edits_4plus": sum(char_edits(texts[i], hyps[i]) for i in long),
         "cer_4plus": result["cer_4plus"],
         "items": items,
     }
@@ -128,14 +119,14 @@ def estimate(audit: dict, resamples: int = 2000, seed: int = 0) -> dict:
         raise SystemExit("no judged lines: set each item's truth and \"judged\": true first")
     chars = audit["label_chars_4plus"]
     n = len(items)
-    to_label = [edits(it["label"], it["model"]) for it in items]
+    to_label = [char_edits(it["label"], it["model"]) for it in items]
     out = {"recognizer": audit["recognizer"], "judged": n, "not_judged": len(audit["items"]) - n,
            "of_wrong_lines": audit["wrong_lines_4plus"],
            "cer_4plus_against_labels": round(audit["model_edits_4plus"] / chars, 4)}
     for name, field in (("page", "truth"), ("keeping_expansions", "truth_keeping_expansions")):
         truths = [it.get(field, it["truth"]) for it in items]
-        to_truth = [edits(t, it["model"]) for t, it in zip(truths, items, strict=True)]
-        label_wrong = [edits(t, it["label"]) for t, it in zip(truths, items, strict=True)]
+        to_truth = [char_edits(t, it["model"]) for t, it in zip(truths, items, strict=True)]
+        label_wrong = [char_edits(t, it["label"]) for t, it in zip(truths, items, strict=True)]
 
         def corrected_cer(idx: list[int], to_truth=to_truth) -> float:
             ratio = sum(to_truth[i] for i in idx) / max(1, sum(to_label[i] for i in idx))

@@ -18,6 +18,16 @@ def cer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     return float(jiwer.cer(refs, hyps))
 
 
+def char_edits(reference: str, hypothesis: str) -> int:
+    """Character edits (substitutions + deletions + insertions) between two lines: what `cer` counts."""
+    import jiwer
+
+    if not reference:
+        return len(hypothesis)
+    o = jiwer.process_characters(reference, hypothesis)
+    return o.substitutions + o.deletions + o.insertions
+
+
 def wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     import jiwer
 

@@ -1,7 +1,7 @@
 import pytest
 
 from core.evaluate import score_lines
-from core.metrics import cer, char_diff, detection_counts, detection_scores, wer
+from core.metrics import cer, char_diff, char_edits, detection_counts, detection_scores, wer
 
 
 def box(x0, y0, x1, y1):
@@ -14,6 +14,13 @@ def test_cer_counts_edits_over_reference_characters():
     assert cer(["ab", "cd"], ["ab", ""]) == pytest.approx(0.5)
     # empty references carry no characters: ignored, not an error
     assert cer(["", "ab"], ["x", "ab"]) == 0.0
+
+
+def test_char_edits_are_what_cer_counts():
+    assert char_edits("abcd", "abxd") == 1 and char_edits("abcd", "abcd") == 0
+    assert char_edits("kitten", "sitting") == 3
+    assert char_edits("ab", "") == 2 and char_edits("", "xy") == 2
+    assert char_edits("abcd", "axd") == pytest.approx(cer(["abcd"], ["axd"]) * 4)
 
 
 def test_wer_and_score_lines():
