@@ -15,6 +15,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODELS = REPO_ROOT / "models"
+SHIPPED_RECOGNIZER = SHIPPED_MODELS / "recognizer-handwriting"  # the offline default when present (docs/RECOGNITION.md)
 CONFIG_FILE = REPO_ROOT / ".streamlit" / "inkscribe.toml"
 
 

