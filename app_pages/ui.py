@@ -54,7 +54,7 @@ def recognizer_options(store: Store) -> dict[str, str]:
 
 
 def default_recognizer_label() -> str:
-    """'default (ppocrv5)': what `default` reads with here (a setting can point it elsewhere)."""
+    """'default (recognizer-handwriting)': what `default` reads with here (a setting can point it elsewhere)."""
     from core.recognize.registry import resolve
 
     try:

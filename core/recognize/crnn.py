@@ -151,9 +151,9 @@ def cut_alphabet(model, alphabet: str, keep: str) -> str:
     writes in Latin letters (everything below U+2E80: Latin, Greek, Cyrillic, arrows, maths,
     symbols); returns the new alphabet.
 
-    Why: PP-OCRv5's head has 18,385 outputs, 17,000 of them CJK, and it is half the network's
-    weights; every training step pays for them. A writer's CJK characters stay because they are
-    in `keep` (the training text).
+    Why: PP-OCRv5's head has 18,385 outputs, about 17,000 of them CJK: half the network's weights
+    and of its file, and a softmax a Latin-script writer never needs. A writer's CJK characters
+    stay because they are in `keep` (the training text).
     """
     import torch
 
