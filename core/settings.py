@@ -16,6 +16,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODELS = REPO_ROOT / "models"
 SHIPPED_RECOGNIZER = SHIPPED_MODELS / "recognizer-handwriting"  # the offline default when present (docs/RECOGNITION.md)
+# CC BY 4.0 handwriting the shipped weights are trained on (scripts/train_*_base.py); never the notes.
+LINES_CCBY = REPO_ROOT.parent / "shared" / "data" / "lines-ccby"
+LINES_CCBY_SETS = ("copiste-dun-jour", "jls-memorials")
 CONFIG_FILE = REPO_ROOT / ".streamlit" / "inkscribe.toml"
 
 

@@ -157,7 +157,6 @@ class CRNNAdapter:
         else:
             base = crnn.load_crnn_dir(resolved)
             model, alphabet, base_height = base.model, base.alphabet, base.img_height
-        self.base_alphabet = alphabet
         chars = "".join(sorted(set("".join(train_texts))))
         if recipe.get("cut_alphabet"):
             alphabet = crnn.cut_alphabet(model, alphabet, chars)

@@ -21,14 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.labels import read_labels  # noqa: E402
 from core.modeldir import read_manifest, write_model_dir  # noqa: E402
-from core.settings import REPO_ROOT, configure_process, get_settings  # noqa: E402
+from core.settings import LINES_CCBY, LINES_CCBY_SETS, REPO_ROOT, configure_process, get_settings  # noqa: E402
 from core.synth import write_yolo_pages  # noqa: E402
 from core.train_detector import HYP, SCRATCH, p2_detector_from, pages_to_yolo, run_yolo, write_data_yaml  # noqa: E402
 
 # Explicit: ultralytics' "auto" picks MuSGD when epochs x batches > 10,000 (our --epochs bound is
 # high because --minutes decides), and MuSGD's Newton-Schulz steps are several times slower on a CPU.
 OPTIM = {"optimizer": "AdamW", "lr0": 0.002}
-CCBY = REPO_ROOT.parent / "shared" / "data" / "lines-ccby"
 
 
 def build_data(work: Path, n_synth: list[int], n_val: int, seeds: list[int], max_side: int,
@@ -41,8 +40,8 @@ def build_data(work: Path, n_synth: list[int], n_val: int, seeds: list[int], max
     val = write_yolo_pages(data_dir, n_val, seed=seeds[0] + 1000, max_side=max_side, prefix="val", squeeze_x=squeeze_x)
     ccby = []
     counts = {}
-    for name in ("copiste-dun-jour", "jls-memorials"):
-        labels = CCBY / name / "labels.jsonl"
+    for name in LINES_CCBY_SETS:
+        labels = LINES_CCBY / name / "labels.jsonl"
         if not labels.is_file():
             continue
         # imp_* pages carry a printed paragraph that is not labelled: skip them, our fonts look printed.

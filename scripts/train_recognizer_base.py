@@ -20,10 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.modeldir import read_manifest, write_model_dir  # noqa: E402
-from core.settings import REPO_ROOT, SHIPPED_RECOGNIZER, get_settings  # noqa: E402
+from core.settings import LINES_CCBY, LINES_CCBY_SETS, SHIPPED_RECOGNIZER, get_settings  # noqa: E402
 
-CCBY = REPO_ROOT.parent / "shared" / "data" / "lines-ccby"
-SETS = ("copiste-dun-jour", "jls-memorials")
 RECIPE = {"cut_alphabet": True}
 
 
@@ -31,8 +29,8 @@ def write_labels(work: Path) -> Path:
     """One labels file over every lines-ccby set (page paths made absolute), in `work`."""
     work.mkdir(parents=True, exist_ok=True)
     rows = []
-    for name in SETS:
-        labels = CCBY / name / "labels.jsonl"
+    for name in LINES_CCBY_SETS:
+        labels = LINES_CCBY / name / "labels.jsonl"
         if not labels.is_file():
             raise SystemExit(f"{labels} is missing: the CC-BY training lines are needed")
         for raw in labels.read_text(encoding="utf-8").splitlines():
@@ -55,7 +53,7 @@ def package(src: Path, out: Path) -> int:
     manifest = read_manifest(src)
     manifest.pop("created", None)
     trained_on = manifest.get("trained_on", {})
-    trained_on.update(labels="lines-ccby: " + ", ".join(SETS) + " (all pages, split train)",
+    trained_on.update(labels="lines-ccby: " + ", ".join(LINES_CCBY_SETS) + " (all pages, split train)",
                       notes="never (evaluation only)")
     manifest.update(name=out.name, trained_on=trained_on, decoding={"beam": 0},
                     license_note="PP-OCRv5 (Apache-2.0) fine-tuned on CC BY 4.0 lines, see models/README.md")

@@ -164,7 +164,7 @@ def cut_alphabet(model, alphabet: str, keep: str) -> str:
     rows, bias = _head_rows(model)
     index = torch.tensor([0] + [i + 1 for i in kept])
     with torch.no_grad():
-        _set_head_rows(model, rows[index].clone(), bias[index].clone())
+        _set_head_rows(model, rows[index], bias[index])  # indexing copies; the new layer owns its rows
     return "".join(alphabet[i] for i in kept)
 
 
