@@ -5,9 +5,10 @@ output, is what is measured. Generation is forced to a fixed number of tokens so
 compare batch sizes and the KV cache fairly. Prints one JSON object.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/recognizer_speed.py --limit 300 --trocr-lines 8
-    .venv/bin/python bench/recognizer_speed.py --networks ppocrv5 --heights 48 --batches 32 --threads 2 --skip-trocr
+    .venv/bin/python bench/recognizer_speed.py --networks default --batches 1,4,8,16 --threads 2 --skip-trocr
 
-PP-OCRv5 and PP-OCRv4 are timed at 48 px, the height they were trained and are read at; english_g2 at each --heights.
+PP-OCRv5 and PP-OCRv4 are timed at 48 px, the height they were trained and are read at; english_g2 at each
+--heights; a model directory (or `default`) at its own height.
 """
 
 from __future__ import annotations
@@ -25,20 +26,27 @@ from core.settings import configure_process  # noqa: E402
 NOTES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "notes" / "labels.jsonl"
 
 
-def crnn_speed(crops, network: str, heights, batch_sizes) -> list[dict]:
-    from core.recognize.crnn import CRNNRecognizer, load_pretrained
+def crnn_speed(crops, spec: str, heights, batch_sizes) -> list[dict]:
+    """Lines/s of a CRNN-engine recognizer (a built-in network, `default` or a model dir) per input
+    height (built-in networks only; a model dir reads at its own) and lines per forward pass."""
+    from core.recognize.crnn import PRETRAINED, CRNNRecognizer, load_pretrained
+    from core.recognize.registry import load
 
-    model, alphabet = load_pretrained(network)
+    if spec in PRETRAINED:
+        model, alphabet = load_pretrained(spec)
+        readers = [(h, CRNNRecognizer(model, alphabet, h)) for h in heights]
+    else:
+        rec = load(spec)
+        readers = [(rec.img_height, rec)]
     rows = []
-    for h in heights:
+    for h, rec in readers:
         for bs in batch_sizes:
-            rec = CRNNRecognizer(model, alphabet, h)
             rec.batch_size = bs
             rec.recognize(crops[:4])  # warm-up
             start = time.perf_counter()
             rec.recognize(crops)
             dt = time.perf_counter() - start
-            rows.append({"engine": f"crnn {network}", "img_height": h, "batch": bs, "lines": len(crops),
+            rows.append({"engine": f"crnn {spec}", "img_height": h, "batch": bs, "lines": len(crops),
                          "lines_per_s": round(len(crops) / dt, 2)})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return rows
@@ -97,7 +105,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--labels", default=str(NOTES))
     ap.add_argument("--limit", type=int, default=300, help="eval lines for the CRNN")
-    ap.add_argument("--networks", default="ppocrv5,ppocrv4,english_g2", help="CRNN-engine networks to time")
+    ap.add_argument("--networks", default="default,ppocrv5,ppocrv4,english_g2",
+                    help="CRNN-engine recognizers to time: built-in networks, default or model dirs")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--heights", default="48,64")
     ap.add_argument("--batches", default="1,32")

@@ -7,6 +7,8 @@ Never the notes data set: that writer is what we evaluate on, and what the user'
 fine-tune learns. Rerunnable: an interrupted run resumes from its checkpoint in --work.
 
     .venv/bin/python scripts/train_recognizer_base.py --minutes 45 --threads 2
+    .venv/bin/python scripts/train_recognizer_base.py --base models/recognizer-handwriting --lr 5e-4 \
+        --minutes 50 --work /tmp/hw2 --out /tmp/hw2/pkg                        # a second stage from the first
     .venv/bin/python scripts/train_recognizer_base.py --package WORK/trained   # ship a finished run
 """
 
@@ -69,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base", default="ppocrv5")
     ap.add_argument("--minutes", type=float, default=45)
     ap.add_argument("--threads", type=int, default=2, help="torch threads while training")
+    ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the trainer's)")
     ap.add_argument("--out", type=Path, default=SHIPPED_RECOGNIZER)
     ap.add_argument("--fresh", action="store_true", help="do not resume an interrupted run")
     ap.add_argument("--package", type=Path, default=None, help="no training: ship this finished run to --out")
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or get_settings().home / "work" / "recognizer-base"
     labels = write_labels(work)
     trained = train_recognizer(labels, base=args.base, max_minutes=args.minutes, out=work / "trained",
-                               recipe=RECIPE, threads=args.threads, resume=not args.fresh,
+                               recipe={**RECIPE, **({"lr": args.lr} if args.lr else {})}, threads=args.threads, resume=not args.fresh,
                                progress=lambda info: print(json.dumps(info), flush=True))
     return package(trained, args.out)
 
