@@ -23,9 +23,14 @@ PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 req=requirements.txt; [ "$mode" = dev ] && req=requirements-dev.txt
-stamp=".venv/.installed-$(sha256sum requirements.txt requirements-dev.txt requirements-nodeps.txt | sha256sum | cut -c1-16)-$mode"
+stamp=".venv/.installed-$(sha256sum requirements.txt requirements-dev.txt requirements-nodeps.txt requirements-target.txt | sha256sum | cut -c1-16)-$mode"
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -r "$req"
   .venv/bin/pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
+  grep -v '^#' requirements-target.txt | while read -r dir requirement; do
+    [ -n "$dir" ] || continue
+    rm -rf ".venv/$dir"
+    .venv/bin/pip install -q --disable-pip-version-check --no-deps --target ".venv/$dir" "$requirement"
+  done
   touch "$stamp"
 fi

