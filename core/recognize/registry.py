@@ -25,7 +25,8 @@ from core.settings import SHIPPED_MODELS, SHIPPED_RECOGNIZER, get_settings
 BUILTIN = {"english_g2": "english_g2", "easyocr": "english_g2", "crnn": "english_g2",
            "ppocrv4": "ppocrv4", "pp-ocrv4": "ppocrv4",
            "ppocrv5": "ppocrv5", "pp-ocrv5": "ppocrv5", "paddle": "ppocrv5",
-           "ppocrv6": "ppocrv6", "pp-ocrv6": "ppocrv6"}
+           "ppocrv6": "ppocrv6", "pp-ocrv6": "ppocrv6",
+           "ppocrv6_tiny": "ppocrv6_tiny", "ppocrv6-tiny": "ppocrv6_tiny", "pp-ocrv6-tiny": "ppocrv6_tiny"}
 DEFAULT_BUILTIN = "ppocrv5"  # the shipped model's own base; ppocrv6 reads better raw, fine-tunes worse (RECOGNITION.md)
 ENGINES = ("crnn", "trocr")
 
