@@ -7,11 +7,27 @@ of a gap is the labels'. Found by drawing every eval page's labelled boxes over 
 reading it (2026-12-02); criterion: a sentence or heading of the page has no box. Diagram
 annotations (a node's letter, a wire's value) are boxed on some pages and not on others, so
 they are not a reason to list a page.
+
+Run as a script, it counts the other convention the labels do not keep: an enumerator or bullet
+(`2`, `B.`, `①`, `·`, `)`, `Ex:`) boxed apart from the line it starts, against one boxed inside it.
+
+    .venv/bin/python bench/label_gaps.py [--labels …/labels.jsonl]
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import re
+import sys
+from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
+
+ENUMERATOR = r"(?:\d{1,2}[.):]?|[①-⑩]|[A-Za-z][.):]|[*•·.)\-]|\.\)|Ex:)"
+ALONE = re.compile(rf"^{ENUMERATOR}$")  # a box holding only the enumerator
+LEADING = re.compile(rf"^{ENUMERATOR}\s*\S.{{2,}}")  # a line box starting with one
+NOTES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "notes" / "labels.jsonl"
 
 UNBOXED_LINES = {
     "computer_organization_exam_note_8.jpg": "·) Change from base 2ⁿ → 2ᵐ : 2ⁿ → 2 → 2ᵐ",
@@ -31,3 +47,40 @@ UNBOXED_LINES = {
 def complete_pages(pages: Sequence) -> list:
     """The pages whose labels box every line of text (those not in UNBOXED_LINES)."""
     return [p for p in pages if p.image_path.name not in UNBOXED_LINES]
+
+
+def enumerator_boxes(pages: Sequence) -> Counter:
+    """How often an enumerator is boxed apart from its line (a box of text 4+ characters long starts
+    within two line heights to its right, on the same row) and how often inside the line's box."""
+    from core.geometry import bbox
+
+    counts: Counter = Counter()
+    for page in pages:
+        boxes = [bbox(line.points) for line in page.lines]
+        for line, (_, y0, x1, y1) in zip(page.lines, boxes, strict=True):
+            text = line.text.strip()
+            if LEADING.match(text):
+                counts["inside"] += 1
+            elif ALONE.match(text) and any(
+                min(y1, b[3]) - max(y0, b[1]) > 0.5 * min(y1 - y0, b[3] - b[1]) and 0 <= b[0] - x1 < 2 * (y1 - y0)
+                and len(other.text.strip()) >= 4
+                for other, b in zip(page.lines, boxes, strict=True) if other is not line
+            ):
+                counts["apart"] += 1
+    return counts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="enumerators boxed apart from their line vs inside it, per split")
+    ap.add_argument("--labels", default=str(NOTES))
+    args = ap.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from core.labels import read_labels
+
+    pages = read_labels(args.labels)
+    print(json.dumps({split: dict(enumerator_boxes([p for p in pages if p.split == split]))
+                      for split in sorted({p.split for p in pages})}))
+
+
+if __name__ == "__main__":
+    main()
