@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--recognizer", default="default")
     ap.add_argument("--worst", type=int, default=25, help="list this many worst lines")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--compare", help="a second recognizer: scores the better of the two readings of each line")
+    ap.add_argument("--compare", help="a second recognizer: scored alone, the more confident reading per line, and the per-line oracle")
     args = ap.parse_args()
     configure_process(threads=args.threads)
     from core.recognize import load_recognizer
