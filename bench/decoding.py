@@ -21,9 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.evaluate import load_line_set, score_lines  # noqa: E402
+from core.settings import NOTES_LABELS as NOTES  # noqa: E402
 from core.settings import configure_process  # noqa: E402
-
-NOTES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "notes" / "labels.jsonl"
 
 
 def main() -> None:

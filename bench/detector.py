@@ -23,9 +23,8 @@ from label_gaps import complete_pages  # noqa: E402
 
 from core.evaluate import evaluate_detector  # noqa: E402
 from core.labels import read_labels  # noqa: E402
-from core.settings import REPO_ROOT, configure_process  # noqa: E402
-
-NOTES = REPO_ROOT.parent / "shared" / "data" / "notes" / "labels.jsonl"
+from core.settings import NOTES_LABELS as NOTES  # noqa: E402
+from core.settings import configure_process  # noqa: E402
 
 
 def table(rows: list[dict]) -> str:

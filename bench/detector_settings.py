@@ -19,9 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.settings import REPO_ROOT, configure_process  # noqa: E402
-
-NOTES = REPO_ROOT.parent / "shared" / "data" / "notes" / "labels.jsonl"
+from core.settings import NOTES_LABELS as NOTES  # noqa: E402
+from core.settings import configure_process  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,8 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.metrics import char_edits  # noqa: E402
+from core.settings import NOTES_LABELS as NOTES  # noqa: E402
 
-NOTES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "notes" / "labels.jsonl"
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # wide coverage for arrows and subscripts
 PER_SHEET = 10
 

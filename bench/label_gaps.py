@@ -27,7 +27,6 @@ from pathlib import Path
 ENUMERATOR = r"(?:\d{1,2}[.):]?|[①-⑩]|[A-Za-z][.):]|[*•·.)\-]|\.\)|Ex:)"
 ALONE = re.compile(rf"^{ENUMERATOR}$")  # a box holding only the enumerator
 LEADING = re.compile(rf"^{ENUMERATOR}\s*\S.{{2,}}")  # a line box starting with one
-NOTES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "notes" / "labels.jsonl"
 
 UNBOXED_LINES = {
     "computer_organization_exam_note_8.jpg": "·) Change from base 2ⁿ → 2ᵐ : 2ⁿ → 2 → 2ᵐ",
@@ -52,18 +51,17 @@ def complete_pages(pages: Sequence) -> list:
 def enumerator_boxes(pages: Sequence) -> Counter:
     """How often an enumerator is boxed apart from its line (a box of text 4+ characters long starts
     within two line heights to its right, on the same row) and how often inside the line's box."""
-    from core.geometry import bbox
+    from core.geometry import bbox, same_band
 
     counts: Counter = Counter()
     for page in pages:
         boxes = [bbox(line.points) for line in page.lines]
-        for line, (_, y0, x1, y1) in zip(page.lines, boxes, strict=True):
+        for line, box in zip(page.lines, boxes, strict=True):
             text = line.text.strip()
             if LEADING.match(text):
                 counts["inside"] += 1
             elif ALONE.match(text) and any(
-                min(y1, b[3]) - max(y0, b[1]) > 0.5 * min(y1 - y0, b[3] - b[1]) and 0 <= b[0] - x1 < 2 * (y1 - y0)
-                and len(other.text.strip()) >= 4
+                same_band(box, b) and 0 <= b[0] - box[2] < 2 * (box[3] - box[1]) and len(other.text.strip()) >= 4
                 for other, b in zip(page.lines, boxes, strict=True) if other is not line
             ):
                 counts["apart"] += 1
@@ -71,11 +69,13 @@ def enumerator_boxes(pages: Sequence) -> Counter:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description="enumerators boxed apart from their line vs inside it, per split")
-    ap.add_argument("--labels", default=str(NOTES))
-    args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from core.labels import read_labels
+    from core.settings import NOTES_LABELS
+
+    ap = argparse.ArgumentParser(description="enumerators boxed apart from their line vs inside it, per split")
+    ap.add_argument("--labels", default=str(NOTES_LABELS))
+    args = ap.parse_args()
 
     pages = read_labels(args.labels)
     print(json.dumps({split: dict(enumerator_boxes([p for p in pages if p.split == split]))

@@ -25,7 +25,7 @@ from core.metrics import cer, char_edits  # noqa: E402
 from core.settings import configure_process  # noqa: E402
 
 LEADING_MARK = re.compile(r"^[\s.·•)\-]+")
-NOTES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "notes" / "labels.jsonl"
+from core.settings import NOTES_LABELS as NOTES  # noqa: E402
 
 
 def main() -> None:

@@ -18,9 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.settings import NOTES_LABELS as NOTES  # noqa: E402
 from core.settings import configure_process  # noqa: E402
-
-NOTES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "notes" / "labels.jsonl"
 
 
 def main() -> None:

@@ -45,6 +45,11 @@ def iou(a: Sequence[Point], b: Sequence[Point]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def same_band(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    """Whether two (x0, y0, x1, y1) boxes sit on one text row: they share over half the shorter one's height."""
+    return min(a[3], b[3]) - max(a[1], b[1]) > 0.5 * min(a[3] - a[1], b[3] - b[1])
+
+
 def overlap_share(inner: Sequence[Point], outer: Sequence[Point]) -> float:
     """Share of `inner`'s box area covered by `outer`'s box."""
     ax0, ay0, ax1, ay1 = bbox(inner)

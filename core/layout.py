@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from statistics import median
 
-from core.geometry import bbox
+from core.geometry import bbox, same_band
 from core.types import Line
 
 
@@ -102,12 +102,11 @@ def rows(lines: Sequence[Line]) -> list[list[Line]]:
     """Group ordered lines into rows: consecutive boxes of one column that share a band."""
     out: list[list[Line]] = []
     for ln in lines:
-        x0, y0, x1, y1 = bbox(ln.points)
+        box = bbox(ln.points)
         if out:
             prev = out[-1][-1]
-            px0, py0, px1, py1 = bbox(prev.points)
-            overlap = min(y1, py1) - max(y0, py0)
-            if prev.column == ln.column and x0 >= px1 - 2 and overlap > 0.5 * min(y1 - y0, py1 - py0):
+            prev_box = bbox(prev.points)
+            if prev.column == ln.column and box[0] >= prev_box[2] - 2 and same_band(box, prev_box):
                 out[-1].append(ln)
                 continue
         out.append([ln])

@@ -19,6 +19,8 @@ SHIPPED_RECOGNIZER = SHIPPED_MODELS / "recognizer-handwriting"  # the offline de
 # CC BY 4.0 handwriting the shipped weights are trained on (scripts/train_*_base.py); never the notes.
 LINES_CCBY = REPO_ROOT.parent / "shared" / "data" / "lines-ccby"
 LINES_CCBY_SETS = ("copiste-dun-jour", "jls-memorials")
+# One writer's labelled notes: what the benches evaluate and fine-tune on; never shipped weights' data.
+NOTES_LABELS = REPO_ROOT.parent / "shared" / "data" / "notes" / "labels.jsonl"
 CONFIG_FILE = REPO_ROOT / ".streamlit" / "inkscribe.toml"
 
 
