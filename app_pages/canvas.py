@@ -19,7 +19,7 @@ from PIL import Image
 
 from core import review
 
-CANVAS_WIDTH = 560  # on-screen pixels; the image is sent at twice that for sharp high-DPI screens
+CANVAS_WIDTH = 500  # on-screen pixels (fits the review column of a 1280-px window); the image is sent at twice that for sharp high-DPI screens
 BRUSH = "drawn"
 STATUS_COLOURS = {"new": "#dc3c28", "corrected": "#e69600", "confirmed": "#1e963c"}  # to check, fixed, done
 
@@ -41,8 +41,11 @@ def page_canvas(image: Image.Image, rows: Sequence, highlight: int | None, key: 
     no_axis = {"axis": None}
     page = alt.Chart(pd.DataFrame([{"url": _data_url(image, 2 * CANVAS_WIDTH), "left": 0, "top": 0,
                                     "right": w, "bottom": h}]))
-    picture = page.mark_image(width=CANVAS_WIDTH, height=height, align="left", baseline="top").encode(
-        x=alt.X("left:Q", scale=x_scale, **no_axis), y=alt.Y("top:Q", scale=y_scale, **no_axis), url="url:N")
+    # The image spans the page's own coordinates (x..x2, y..y2), so it follows the same scales as the boxes
+    # whatever room the chart's padding takes; a fixed pixel size drifted from them.
+    picture = page.mark_image(aspect=False).encode(
+        x=alt.X("left:Q", scale=x_scale, **no_axis), x2="right:Q",
+        y=alt.Y("top:Q", scale=y_scale, **no_axis), y2="bottom:Q", url="url:N")
     brush = alt.selection_interval(name=BRUSH, encodings=["x", "y"], clear="dblclick",
                                    mark=alt.BrushConfig(fill="#e4572e", fillOpacity=0.15, stroke="#e4572e"))
     # A see-through rectangle over the whole page carries the brush, so a box can start anywhere.
@@ -67,7 +70,7 @@ def page_canvas(image: Image.Image, rows: Sequence, highlight: int | None, key: 
     numbers = alt.Chart(labels).mark_text(align="right", baseline="top", dx=-3, fontSize=10, fontWeight="bold").encode(
         x=x_page, y=y_page, text="n:N", color=colour)
     chart = (alt.layer(picture, outlines, numbers, surface)
-             .properties(width=CANVAS_WIDTH, height=height)
+             .properties(width=CANVAS_WIDTH, height=height, autosize=alt.AutoSizeParams(type="pad"))
              .configure_view(strokeWidth=0))
     event = st.altair_chart(chart, on_select="rerun", selection_mode=BRUSH, key=key, width="content")
     drawn = (event.selection if event else {}).get(BRUSH) or {}

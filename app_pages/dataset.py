@@ -53,15 +53,25 @@ if nxt:
                  hide_index=True)
 
 st.subheader("Import labelled lines")
-st.caption("A zip holding `labels.jsonl` (pages with line boxes), PPOCRLabel `Label.txt` or `rec_gt.txt` + `crop_img/`, "
-           "or a CSV `image,text`, with its images. Lines come in confirmed; line crops become pages of their own.")
-up = st.file_uploader("Dataset zip", type=["zip"], key="ds-import")
+st.caption("A zip of PAGE-XML or ALTO files with their page images (as Transkribus or eScriptorium export them, or "
+           "Inkscribe's own exports), a searchable PDF Inkscribe wrote (other PDFs are digitized on the **Upload** "
+           "page), or a zip of `labels.jsonl` (pages with line boxes), PPOCRLabel `Label.txt` or "
+           "`rec_gt.txt` + `crop_img/`, a Hugging Face imagefolder or a CSV `image,text`, with its images. Lines come "
+           "in confirmed, in new documents; line crops become pages of their own.")
+up = st.file_uploader("Dataset zip (or one PAGE/ALTO/labels file, or an Inkscribe PDF)",
+                      type=["zip", "xml", "jsonl", "csv", "txt", "pdf"], key="ds-import")
 if up is not None and st.button("Import", key="ds-import-go"):
+    from core.interchange import import_upload
+
     try:
-        res = dataset.import_dataset(store, up.name, name=up.name, data=up.getvalue())
-        st.success(f"Imported {res.lines} lines on {res.pages} pages ({res.format}).")
-        if res.problems:
-            st.warning(f"{len(res.problems)} bad rows were skipped:\n\n" + "\n".join(f"- {p}" for p in res.problems[:20]))
+        res = import_upload(store, up.name, up.getvalue())
+        skipped = "\n".join(f"- {s['item']}: {s['reason']}" for s in res.skipped[:20])
+        if res.documents:
+            st.success(f"Imported {res.lines} lines on {res.pages} pages in {res.documents} document(s).")
+            if res.skipped:
+                st.warning(f"{len(res.skipped)} bad rows or files were skipped:\n\n{skipped}")
+        else:
+            st.error(f"Nothing was imported from {up.name}." + (f" Skipped:\n\n{skipped}" if skipped else ""))
     except InkscribeError as exc:
         st.error(str(exc))
 

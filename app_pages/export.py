@@ -1,14 +1,57 @@
-"""Export: Markdown per document or for everything, plain text, PAGE-XML."""
+"""Export: every document or one, in any format; a file is built only when its button is pressed.
+
+Each download button gets a callable (Streamlit runs it on the press, in a thread of its own),
+so opening or rerunning the page reads no page image and builds no file.
+"""
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 
 import streamlit as st
 
 from app_pages.ui import get_store
-from core.export import page_xml_zip, to_markdown, to_text
-from core.store import page_results
+from core.formats import safe_stem
+from core.interchange import MIME, SUFFIX, export_bytes
+from core.store import Store
+
+DOCUMENT_FORMATS = {"md": "Markdown", "txt": "Plain text", "page-xml": "PAGE-XML zip", "alto": "ALTO zip",
+                    "pdf": "Searchable PDF", "labels": "labels.jsonl zip"}
+DATASET_FORMATS = {"imagefolder": "Hugging Face imagefolder zip", "ppocr": "PPOCRLabel zip"}
+HELP = {"md": "headings per file, page markers, lists and margin notes",
+        "txt": "one line of text per handwritten line",
+        "page-xml": "PAGE 2019 files with baselines, confidences and reading order, and the page images "
+                    "(Transkribus, eScriptorium, OCR-D)",
+        "alto": "ALTO 4 with boxes, polygons, baselines and word confidences, and the page images",
+        "pdf": "your pages with the text under them: search and copy in any PDF viewer",
+        "labels": "labels.jsonl with page images: what `inkscribe train --labels` reads",
+        "imagefolder": "confirmed line crops with metadata.jsonl (Hugging Face datasets)",
+        "ppocr": "confirmed lines as PPOCRLabel Label.txt / rec_gt.txt with images"}
+
+
+def builder(home, fmt: str, doc_ids: list[int] | None) -> Callable[[], bytes]:
+    """Build the file on the press, with a connection of its own (the callable runs in another thread)."""
+    def build() -> bytes:
+        s = Store(home)
+        try:
+            return export_bytes(s, fmt, doc_ids, archive=fmt == "alto")
+        finally:
+            s.close()
+    return build
+
+
+def _file_name(stem: str, fmt: str) -> str:
+    tag = "" if fmt in ("md", "txt", "pdf") else f"-{fmt}"
+    return f"{stem}{tag}{SUFFIX[fmt] if fmt != 'alto' else '.zip'}"
+
+
+def _buttons(home, formats: dict[str, str], doc_ids: list[int] | None, stem: str, key: str) -> None:
+    cols = st.columns(len(formats))
+    for col, (fmt, label) in zip(cols, formats.items(), strict=True):
+        name = _file_name(stem, fmt)
+        col.download_button(label, builder(home, fmt, doc_ids), file_name=name, mime=MIME[name[name.rfind("."):]],
+                            key=f"dl-{fmt}-{key}", help=HELP[fmt], on_click="ignore")
+
 
 store = get_store()
 st.title("Export")
@@ -17,30 +60,22 @@ if not docs:
     st.info("Nothing to export yet: upload notes on the **Upload** page.")
     st.stop()
 
-
-def _stem(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name.rsplit(".", 1)[0]) or "notes"
-
-
-all_pages = [p for d in docs for p in page_results(store, d["id"])]
 st.subheader("All documents")
-a1, a2, a3 = st.columns(3)
-a1.download_button("Markdown (all)", to_markdown(all_pages, title="Notes"), "inkscribe-notes.md", "text/markdown",
-                   key="md-all")
-a2.download_button("Plain text (all)", to_text(all_pages), "inkscribe-notes.txt", "text/plain", key="txt-all")
-a3.download_button("PAGE-XML zip (all)", page_xml_zip(all_pages), "inkscribe-page-xml.zip", "application/zip",
-                   key="xml-all")
+st.caption("A file is made when you press its button; large PDFs or zips take a moment. What each format keeps: "
+           "docs/FORMATS.md.")
+_buttons(store.home, DOCUMENT_FORMATS, None, "inkscribe-notes", "all")
+if sum(d["confirmed_count"] for d in docs):
+    st.caption("Your confirmed lines as a training set:")
+    _buttons(store.home, DATASET_FORMATS, None, "inkscribe-dataset", "all")
 
 st.subheader("One document")
 for d in docs:
-    pages = page_results(store, d["id"])
     with st.container(border=True):
-        st.markdown(f"**{d['name']}** · {len(pages)} page(s) · {d['confirmed_count']}/{d['line_count']} lines confirmed")
-        c1, c2, c3 = st.columns(3)
-        stem = _stem(d["name"])
-        c1.download_button("Markdown", to_markdown(pages), f"{stem}.md", "text/markdown", key=f"md-{d['id']}")
-        c2.download_button("Plain text", to_text(pages), f"{stem}.txt", "text/plain", key=f"txt-{d['id']}")
-        c3.download_button("PAGE-XML zip", page_xml_zip(pages), f"{stem}-page-xml.zip", "application/zip",
-                           key=f"xml-{d['id']}")
-        with st.expander("Preview Markdown"):
-            st.code(to_markdown(pages), language="markdown")
+        st.markdown(f"**{d['name']}** · {d['pages_done']} page(s) · {d['confirmed_count']}/{d['line_count']} lines "
+                    "confirmed")
+        _buttons(store.home, DOCUMENT_FORMATS, [d["id"]], safe_stem(d["name"]) or "notes", str(d["id"]))
+        if st.toggle("Preview Markdown", key=f"preview-{d['id']}"):
+            from core.export import to_markdown
+            from core.store import page_results
+
+            st.code(to_markdown(page_results(store, d["id"])), language="markdown")

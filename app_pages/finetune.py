@@ -47,8 +47,7 @@ if active is not None and active["kind"] not in ("train-recognizer", "train-dete
 job_panel(("train-recognizer", "train-detector"), "finetune")
 
 with st.expander("Line finder (detector)"):
-    complete = len({r["page_id"] for r in store.confirmed_lines()} - {
-        r["page_id"] for r in store.query("SELECT page_id FROM lines WHERE status != 'confirmed'")})
+    complete = len(store.complete_page_ids())
     st.write(f"{complete} page(s) have every line confirmed; the line finder learns from those.")
     dets = detector_options(store)
     dbase = st.selectbox("Start from", list(dets), key="ft-dbase")

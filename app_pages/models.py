@@ -1,4 +1,5 @@
-"""Models: what each model learned from and how well it reads; activate, rename, delete, roll back."""
+"""Models: what each model learned from and how well it reads; activate, rename, delete, roll back; move models
+between machines as zips (built only when the download button is pressed)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app_pages.ui import get_store, model_label, recognizer_options
+from app_pages.ui import clean_model_leftovers, get_store, model_label, recognizer_options
 from core import jobs
 from core.errors import InkscribeError
+from core.model_transfer import import_model_upload, zip_builder
 from core.settings import get_settings
 
 store = get_store()
 st.title("Models")
+clean_model_leftovers()  # half-written folders of a crashed save (never a live writer's)
 
 for kind, title in (("recognizer", "Recognizers"), ("detector", "Line finders")):
     st.subheader(title)
@@ -43,8 +46,13 @@ for kind, title in (("recognizer", "Recognizers"), ("detector", "Line finders"))
         with st.expander(f"{m['name']} (#{m['id']}){' — active' if m['active'] else ''}"):
             st.json({"path": m["path"], "engine": m["engine"], "base": m["base"],
                      "trained_on": json.loads(m["trained_on"]), "metrics": json.loads(m["metrics"])}, expanded=False)
-            c1, c2, c3 = st.columns(3)
-            if not m["active"] and c1.button("Activate", key=f"activate-{m['id']}", disabled=not Path(m["path"]).exists()):
+            c1, c2, c3, c4 = st.columns(4)
+            on_disk = Path(m["path"]).exists()
+            c4.download_button("Export as zip", zip_builder(store.home, m["id"]), file_name=f"{Path(m['path']).name}.zip",
+                               mime="application/zip", key=f"export-{m['id']}", on_click="ignore", disabled=not on_disk,
+                               help="The model folder (manifest and weights) with its name and scores, to import "
+                                    "on another machine")
+            if not m["active"] and c1.button("Activate", key=f"activate-{m['id']}", disabled=not on_disk):
                 store.activate_model(kind, m["id"])
                 st.rerun()
             new_name = c2.text_input("Name", value=m["name"], key=f"name-{m['id']}")
@@ -59,6 +67,24 @@ for kind, title in (("recognizer", "Recognizers"), ("detector", "Line finders"))
                     shutil.rmtree(path, ignore_errors=True)
                     shutil.rmtree(path.parent / f"{path.name}.work", ignore_errors=True)  # training checkpoint
                 st.rerun()
+
+st.subheader("Import a model")
+st.caption("A zip from **Export as zip** (or `inkscribe models export`) on this or another machine. Only Inkscribe's "
+           "manifest with safetensors, JSON and text files (a .pt only as a line finder's YOLO weights) is accepted; "
+           "the model is saved as a new version, never over another, loaded once to check it, and listed here, "
+           "not active.")
+if "model-imported" in st.session_state:
+    st.success(st.session_state.pop("model-imported"))
+model_zip = st.file_uploader("Model zip", type=["zip"], key="model-import")
+if model_zip is not None and st.button("Import", key="model-import-go"):
+    try:
+        with st.spinner("Checking the model and loading it once…"):
+            got = import_model_upload(store, model_zip.name, model_zip.getvalue())
+        st.session_state["model-imported"] = (f"Imported the {got['kind']} **{got['name']}** (#{got['model_id']}); "
+                                              "activate it above to use it.")
+        st.rerun()
+    except InkscribeError as exc:
+        st.error(str(exc))
 
 st.subheader("Re-transcribe a document")
 docs = [d for d in store.documents() if d["pages_done"]]

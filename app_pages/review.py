@@ -57,7 +57,7 @@ by_id = {r["id"]: r for r in queue}
 
 def _next_after(line_id: int) -> int | None:
     """The next unconfirmed line after this one in the current order (wrapping), else None."""
-    rows = review.review_queue(store, page.id, order=order)
+    rows = review.review_queue(get_store(), page.id, order=order)  # also called from callbacks: see _save
     ids_now = [r["id"] for r in rows]
     if line_id in ids_now:
         k = ids_now.index(line_id)
@@ -69,8 +69,8 @@ def _next_after(line_id: int) -> int | None:
 def _save(line_id: int, key: str, seen: str, confirm: bool) -> None:
     """Form callback: runs before the page redraws, with the text the user typed."""
     text = st.session_state.get(key, seen)
-    try:
-        ok = review.save_line(store, line_id, text, seen, confirm=confirm)
+    try:  # this run's store, not the one of the run that drew the form (callbacks run in the next run)
+        ok = review.save_line(get_store(), line_id, text, seen, confirm=confirm)
     except InkscribeError as exc:
         st.session_state["review-flash"] = ("error", str(exc))
         return
@@ -106,7 +106,7 @@ if goto_key not in st.session_state and wanted.isdigit() and int(wanted) in queu
     st.session_state[goto_key] = int(wanted)
 
 page_img = review.page_image(store, page.id)  # read once: the line's crop and the page view both use it
-left, right = st.columns([1, 1])
+left, right = st.columns([3, 2])
 current = None
 with right:
     if queue:

@@ -5,7 +5,7 @@ Only drawing lives here; every decision is in core (jobs, dataset, review, store
 
 from __future__ import annotations
 
-import json
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -18,12 +18,66 @@ from core.store import Store
 
 TRAIN_KINDS = ("train-recognizer", "train-detector")
 JOB_TITLES = {"digitize": "Digitizing", "train-recognizer": "Fine-tuning the recognizer",
-              "train-detector": "Fine-tuning the line finder", "retranscribe": "Re-transcribing"}
+              "train-detector": "Fine-tuning the line finder", "retranscribe": "Re-transcribing",
+              "evaluate": "Scoring models on held-out lines"}
+
+
+class SessionStores:
+    """One browser session's store connections: one per live script thread, handed on to its next run.
+
+    Streamlit 1.67 runs every script run (and a timed fragment run) in a new thread and, with
+    fastReruns, starts a run before the stopped one has ended; one SQLite connection shared by
+    both would interleave their transactions. So a thread gets its own connection, a finished
+    thread's connection goes to the next thread (no connection per run), and the rest are closed.
+    """
+
+    def __init__(self, home: str):
+        self.home = home
+        self._lock = threading.Lock()
+        self._by_thread: dict[threading.Thread, Store] = {}
+
+    def get(self) -> Store:
+        me = threading.current_thread()
+        with self._lock:
+            if me in self._by_thread:
+                return self._by_thread[me]
+            dead = [t for t in self._by_thread if not t.is_alive()]
+            # the newest finished run's store: its widget callbacks, running now in this thread, still use it
+            store = self._by_thread.pop(dead.pop()) if dead else Store(self.home)
+            for t in dead:
+                self._by_thread.pop(t).close()
+            self._by_thread[me] = store
+            return store
+
+    def open_count(self) -> int:
+        with self._lock:
+            return len(self._by_thread)
+
+    def close(self) -> None:
+        """Close every connection (the session ended or the cache was cleared)."""
+        with self._lock:
+            stores, self._by_thread = list(self._by_thread.values()), {}
+        for store in stores:
+            store.close()
+
+
+@st.cache_resource(scope="session", max_entries=1, on_release=SessionStores.close, show_spinner=False)
+def _session_stores(home: str) -> SessionStores:
+    clean_model_leftovers()  # a new session is a safe moment: guarded against live writers anyway
+    return SessionStores(home)
 
 
 def get_store() -> Store:
-    """A store connection for this script run (cheap; SQLite WAL lets the workers write meanwhile)."""
-    return Store(get_settings().home)
+    """This script thread's store (SQLite WAL lets the workers write meanwhile); closed with the session."""
+    return _session_stores(str(get_settings().home)).get()
+
+
+def clean_model_leftovers() -> int:
+    """Remove half-written model folders of writers that died (a live writer's are kept)."""
+    from core.modeldir import clean_partial
+
+    folder = get_settings().models_dir
+    return clean_partial(folder) if folder.is_dir() else 0
 
 
 @st.cache_resource(show_spinner="Loading the recognizer…", max_entries=4)
@@ -125,6 +179,10 @@ def render_job(store: Store, job: dict) -> None:
         st.caption(" · ".join(bits))
         if job["cancel_requested"]:
             st.info("Stopping at the next safe point…")
+            if st.button("Stop it now", key=f"stop-{job['id']}",
+                         help="Ends the worker process at once (a fine-tune keeps its last checkpoint to resume from)"):
+                jobs.stop_worker(store, job["id"], grace_s=5.0)
+                st.rerun()
         elif st.button("Cancel", key=f"cancel-{job['id']}"):
             jobs.cancel_job(store, job["id"])
             st.rerun()
@@ -200,7 +258,3 @@ def _sidebar_job() -> None:
     st.markdown(f"**Running:** {JOB_TITLES.get(job['kind'], job['kind'])} (job {job['id']})")
     st.progress(float(frac) if frac is not None else 0.0, text=prog.get("message") or job["status"])
     st.caption(f"time left: {jobs.eta_text(prog.get('eta_s'))}")
-
-
-def as_json(value: str | dict) -> dict:
-    return json.loads(value) if isinstance(value, str) else value

@@ -70,7 +70,7 @@ if docs:
     st.page_link("app_pages/review.py", label="Review and fix lines →", icon=":material/edit_note:")
 
     def _delete(doc_id: int, name: str) -> None:
-        store.delete_document(doc_id)
+        get_store().delete_document(doc_id)  # a callback runs in the next script run: its own connection
         st.session_state["del-sure"] = False  # the next document needs its own confirmation
         st.toast(f"Deleted {name}")
 

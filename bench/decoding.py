@@ -7,7 +7,7 @@ as fine-tuning does), with and without the general-text prior, then scores the e
 best path and by beam search at several beam widths (and, when the validation pages chose a
 word bonus, without it). Prints one JSON object.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/decoding.py --recognizer /tmp/model-dir [--limit-lines 250]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/decoding.py --recognizer MODEL_DIR [--limit-lines 250]
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from devdata import NOTES_LABELS as NOTES
 
-from core.evaluate import load_line_set, score_lines  # noqa: E402
-from core.settings import NOTES_LABELS as NOTES  # noqa: E402
-from core.settings import configure_process  # noqa: E402
+from core.evaluate import load_line_set, score_lines
+from core.settings import configure_process
 
 
 def main() -> None:
@@ -39,11 +38,11 @@ def main() -> None:
     configure_process(threads=args.threads)
     from core.recognize.charlm import text_prior
     from core.recognize.crnn import fit_character_model, load_crnn_dir
-    from core.train_recognizer import CRNN_RECIPE, load_samples, validation_lines
+    from core.train_recognizer import RECIPE, load_samples, validation_lines
 
     rec = load_crnn_dir(args.recognizer)
     data = load_samples(args.labels, "train", 0.1, args.limit_lines, args.seed)
-    val = validation_lines(data, int(CRNN_RECIPE["val_lines"]), args.seed)  # as fine-tuning scores it
+    val = validation_lines(data, int(RECIPE["val_lines"]), args.seed)  # as fine-tuning scores it
     crops, texts = load_line_set(args.labels, "eval")
     frames = rec.all_frame_probs(crops)
     out: dict = {"recognizer": args.recognizer, "train_lines": len(data.train), "val_lines": len(val),

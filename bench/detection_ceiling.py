@@ -21,20 +21,15 @@ bullet boxed together with its neighbour) or in no box at all. No recognizer is 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from detection_cost import holds_middle
+from digitize import labelled_lines, page_bench_args
+from PIL import Image
 
-from detection_cost import holds_middle  # noqa: E402
-from digitize import labelled_lines, page_bench_args  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from core.detect import load_detector  # noqa: E402
-from core.evaluate import width_bin  # noqa: E402
-from core.metrics import detection_counts, detection_scores, match_boxes  # noqa: E402
-from core.types import Line  # noqa: E402
+from core.detect import load_detector
+from core.evaluate import width_bin
+from core.metrics import detection_counts, detection_scores, match_boxes
+from core.types import Line
 
 VARIANTS = ("detected", "small_lines_found", "extra_boxes_dropped", "both", "small_lines_left_out")
 

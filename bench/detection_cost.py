@@ -21,21 +21,16 @@ page CER are put in rows (`bench/digitize.py`'s `in_rows`), so reading order cos
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from digitize import in_rows, labelled_lines, page_bench_args
+from PIL import Image
 
-from digitize import in_rows, labelled_lines, page_bench_args  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from core.detect import load_detector  # noqa: E402
-from core.geometry import bbox  # noqa: E402
-from core.metrics import cer, match_boxes  # noqa: E402
-from core.pipeline import recognize_lines  # noqa: E402
-from core.recognize import load_recognizer  # noqa: E402
-from core.types import Line  # noqa: E402
+from core.detect import load_detector
+from core.geometry import bbox
+from core.metrics import cer, match_boxes
+from core.pipeline import recognize_lines
+from core.recognize import load_recognizer
+from core.types import Line
 
 VARIANTS = ("detected", "extra_boxes_dropped", "missed_lines_added", "matched_as_labelled", "truth")
 

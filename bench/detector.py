@@ -13,18 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from devdata import NOTES_LABELS as NOTES
+from label_gaps import complete_pages
 
-from label_gaps import complete_pages  # noqa: E402
-
-from core.evaluate import evaluate_detector  # noqa: E402
-from core.labels import read_labels  # noqa: E402
-from core.settings import NOTES_LABELS as NOTES  # noqa: E402
-from core.settings import configure_process  # noqa: E402
+from core.evaluate import evaluate_detector
+from core.labels import read_labels
+from core.settings import configure_process
 
 
 def table(rows: list[dict]) -> str:
@@ -41,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detectors", nargs="*", default=["classical", "default"])
     ap.add_argument("--finetune", action="store_true", help="fine-tune 'default' on the train split, then score it")
     ap.add_argument("--minutes", type=float, default=15, help="fine-tune time budget")
-    ap.add_argument("--out", type=Path, default=Path("/tmp/inkscribe-bench"), help="where fine-tuned models go")
+    ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "inkscribe-bench", help="where fine-tuned models go")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--base", default="default", help="with --finetune: the detector to start from")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from devdata import NOTES_LABELS as NOTES
 
-from core.settings import NOTES_LABELS as NOTES  # noqa: E402
-from core.settings import configure_process  # noqa: E402
+from core.settings import configure_process
 
 
 def main(argv: list[str] | None = None) -> int:

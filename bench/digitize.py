@@ -19,23 +19,19 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from devdata import NOTES_LABELS
+from label_gaps import complete_pages
+from PIL import Image
 
-from label_gaps import complete_pages  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from core.geometry import bbox  # noqa: E402
-from core.labels import read_labels  # noqa: E402
-from core.metrics import cer, detection_counts, detection_scores  # noqa: E402
-from core.pipeline import Engines, read_page  # noqa: E402
-from core.recognize import load_recognizer, resolve_recognizer_spec  # noqa: E402
-from core.settings import configure_process  # noqa: E402
-from core.types import Line  # noqa: E402
+from core.geometry import bbox
+from core.labels import read_labels
+from core.metrics import cer, detection_counts, detection_scores
+from core.pipeline import Engines, read_page
+from core.recognize import load_recognizer, resolve_recognizer_spec
+from core.settings import configure_process
+from core.types import Line
 
 
 def top_to_bottom(lines) -> str:
@@ -76,7 +72,7 @@ def page_bench_args(description: str) -> tuple[argparse.Namespace, list]:
     """The arguments every page-level bench takes (labels, split, one detector, one recognizer),
     with the process's threads set and the labelled pages read."""
     ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("--labels", default=str(Path(__file__).resolve().parents[2] / "shared/data/notes/labels.jsonl"))
+    ap.add_argument("--labels", default=str(NOTES_LABELS))
     ap.add_argument("--split", default="eval")
     ap.add_argument("--detector", default="default")
     ap.add_argument("--recognizer", default="default")

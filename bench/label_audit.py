@@ -1,6 +1,6 @@
 """How much of a recognizer's eval CER is the labels' own: a random audit of its wrong lines.
 
-The worst-lines audit in docs/RECOGNITION.md looked where errors pile up, so it could not say
+Looking at the worst lines (docs/decisions/0006-label-audit.md) shows where errors pile up, not
 how much of the whole CER the labels explain. This draws a seeded random sample of the eval
 lines (4+ characters) where the model and the label disagree, and writes them as sheets: the
 crop, the label, the model's reading. A person reads each crop and writes what the page says
@@ -9,9 +9,9 @@ labeller's conventions for spaces and bullets stay). `score` then estimates the 
 cer_4plus against corrected labels (a ratio estimate: the sample's edits to the truth over its
 edits to the label, times all the model's edits), with a bootstrap interval.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/label_audit.py sheets --recognizer MODEL --sample 60 --out /tmp/audit
-    # fill /tmp/audit/audit.json's "truth" fields by reading /tmp/audit/sheet-*.png (set "judged": true), then
-    .venv/bin/python bench/label_audit.py score /tmp/audit/audit.json
+    OMP_NUM_THREADS=1 .venv/bin/python bench/label_audit.py sheets --recognizer MODEL_DIR --sample 60 --out AUDIT_DIR
+    # fill AUDIT_DIR/audit.json's "truth" fields by reading AUDIT_DIR/sheet-*.png (set "judged": true), then
+    .venv/bin/python bench/label_audit.py score AUDIT_DIR/audit.json
 
 `--reuse` an earlier audit file to carry its judged lines over (what a line says does not
 depend on the model); the sheets then show only the lines still to judge.
@@ -24,13 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from devdata import NOTES_LABELS as NOTES
 
-from core.metrics import char_edits  # noqa: E402
-from core.settings import NOTES_LABELS as NOTES  # noqa: E402
+from core.metrics import char_edits
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # wide coverage for arrows and subscripts
 PER_SHEET = 10

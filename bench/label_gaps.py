@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 
 ENUMERATOR = r"(?:\d{1,2}[.):]?|[①-⑩]|[A-Za-z][.):]|[*•·.)\-]|\.\)|Ex:)"
 ALONE = re.compile(rf"^{ENUMERATOR}$")  # a box holding only the enumerator
@@ -69,9 +67,9 @@ def enumerator_boxes(pages: Sequence) -> Counter:
 
 
 def main() -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from devdata import NOTES_LABELS
+
     from core.labels import read_labels
-    from core.settings import NOTES_LABELS
 
     ap = argparse.ArgumentParser(description="enumerators boxed apart from their line vs inside it, per split")
     ap.add_argument("--labels", default=str(NOTES_LABELS))

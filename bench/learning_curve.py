@@ -13,14 +13,14 @@ import argparse
 import json
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from devdata import NOTES_LABELS as NOTES
 
-from core.evaluate import evaluate_recognizer, load_line_set, score_lines  # noqa: E402
-from core.settings import NOTES_LABELS as NOTES  # noqa: E402
-from core.settings import configure_process  # noqa: E402
+from core.evaluate import evaluate_recognizer, load_line_set, score_lines
+from core.settings import configure_process
 
 
 def best_path_score(rec, crops, texts) -> dict:
@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="100,250,500,1000,all", help="comma-separated line counts or 'all'")
     ap.add_argument("--max-minutes", type=float, default=15.0, help="training budget per size")
     ap.add_argument("--base", default="default")
-    ap.add_argument("--work", default="/tmp/inkscribe-bench/learning-curve")
+    ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "inkscribe-bench" / "learning-curve"))
     ap.add_argument("--recipe", default="{}", help="JSON overrides of the training recipe")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-base", action="store_true", help="do not score the untrained base")

@@ -9,7 +9,7 @@ Each PDF size runs in its own child process (a fresh INKSCRIBE_HOME), so its pea
 (`ru_maxrss`) is its own. The page is the first page of a notes PDF from ../shared/data/notes/pdfs
 when present (rendered at 200 dpi), else a synthetic page of the same size. `--recognizer fake`
 returns a constant per line (measures ingest + detect + layout + store: the part that scales with
-pages); `default` is the shipped offline english_g2 CRNN.
+pages); `default` is the shipped recognizer.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from devdata import NOTES_PDFS
+
 REPO = Path(__file__).resolve().parent.parent
-NOTES_PDFS = REPO.parent / "shared" / "data" / "notes" / "pdfs"
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 
 def rss_mb() -> float:
@@ -204,7 +203,7 @@ def main() -> int:
     ap.add_argument("--sizes", type=int, nargs="*", default=[10, 50, 200])
     ap.add_argument("--recognizer", default="fake", help="'fake' (no reading) or any recognizer spec, e.g. default")
     ap.add_argument("--detector", default="classical")
-    ap.add_argument("--work", default="/tmp/inkscribe-load", help="scratch folder (PDFs and stores)")
+    ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "inkscribe-load"), help="scratch folder (PDFs and stores)")
     ap.add_argument("--queries-only", action="store_true")
     ap.add_argument("--no-queries", action="store_true")
     ap.add_argument("--out", help="also write all results as JSON here")

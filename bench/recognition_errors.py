@@ -7,7 +7,7 @@ reads the same lines, scored alone, line by line the more confident of the two, 
 the label (an oracle no combination of the two can beat): if even the oracle stays far from the labels, the two
 models make the same errors and a different recipe will not remove them. Prints one JSON object.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/recognition_errors.py --recognizer /tmp/model-dir [--compare /tmp/other]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/recognition_errors.py --recognizer MODEL_DIR [--compare OTHER_MODEL_DIR]
 """
 
 from __future__ import annotations
@@ -15,17 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from devdata import NOTES_LABELS as NOTES
 
-from core.evaluate import evaluate_recognizer, load_line_set, score_lines  # noqa: E402
-from core.metrics import cer, char_edits  # noqa: E402
-from core.settings import configure_process  # noqa: E402
+from core.evaluate import evaluate_recognizer, load_line_set, score_lines
+from core.metrics import cer, char_edits
+from core.settings import configure_process
 
 LEADING_MARK = re.compile(r"^[\s.·•)\-]+")
-from core.settings import NOTES_LABELS as NOTES  # noqa: E402
 
 
 def main() -> None:

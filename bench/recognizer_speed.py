@@ -1,4 +1,4 @@
-"""Recognizer speed: the CRNN-engine networks on real crops, and a TrOCR-small-SIZED model.
+"""Recognizer speed: the CTC networks on real crops, and a TrOCR-small-SIZED model.
 
 The TrOCR model is built from configs with random weights (no hub): its speed, not its
 output, is what is measured. Generation is forced to a fixed number of tokens so the numbers
@@ -7,8 +7,10 @@ compare batch sizes and the KV cache fairly. Prints one JSON object.
     OMP_NUM_THREADS=1 .venv/bin/python bench/recognizer_speed.py --limit 300 --trocr-lines 8
     .venv/bin/python bench/recognizer_speed.py --networks default --batches 1,4,8,16 --threads 2 --skip-trocr
 
-PP-OCRv5 and PP-OCRv4 are timed at 48 px, the height they were trained and are read at; english_g2 at each
---heights; a model directory (or `default`) at its own height.
+By default every CTC network of the table (`core.recognize.networks`) and `default` are timed,
+each network at its input height and a model directory (or `default`) at its own; --heights times
+english_g2 at other heights instead (it was trained at 64 px and reads at 48; the PP-OCR networks
+read only at the height they were trained at).
 """
 
 from __future__ import annotations
@@ -17,21 +19,20 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from devdata import NOTES_LABELS as NOTES
 
-from core.settings import NOTES_LABELS as NOTES  # noqa: E402
-from core.settings import configure_process  # noqa: E402
+from core.recognize.networks import CTC, names, network
+from core.settings import configure_process
 
 
 def crnn_speed(crops, spec: str, heights, batch_sizes) -> list[dict]:
-    """Lines/s of a CRNN-engine recognizer (a built-in network, `default` or a model dir) per input
-    height (built-in networks only; a model dir reads at its own) and lines per forward pass."""
-    from core.recognize.crnn import PRETRAINED, CRNNRecognizer, load_pretrained
+    """Lines/s of a CTC recognizer (a built-in network, `default` or a model dir) per input height
+    (built-in networks only; a model dir reads at its own) and lines per forward pass."""
+    from core.recognize.crnn import CRNNRecognizer, load_pretrained
     from core.recognize.registry import load
 
-    if spec in PRETRAINED:
+    if spec in names(CTC):
         model, alphabet = load_pretrained(spec)
         readers = [(h, CRNNRecognizer(model, alphabet, h)) for h in heights]
     else:
@@ -45,7 +46,7 @@ def crnn_speed(crops, spec: str, heights, batch_sizes) -> list[dict]:
             start = time.perf_counter()
             rec.recognize(crops)
             dt = time.perf_counter() - start
-            rows.append({"engine": f"crnn {spec}", "img_height": h, "batch": bs, "lines": len(crops),
+            rows.append({"engine": f"ctc {spec}", "img_height": h, "batch": bs, "lines": len(crops),
                          "lines_per_s": round(len(crops) / dt, 2)})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return rows
@@ -62,7 +63,7 @@ def trocr_small_sized():
     )
 
     torch.manual_seed(0)
-    enc = ViTConfig(image_size=384, patch_size=16, hidden_size=384, num_hidden_layers=12, num_attention_heads=6,
+    enc = ViTConfig(image_size=network("trocr").input_height, patch_size=16, hidden_size=384, num_hidden_layers=12, num_attention_heads=6,
                     intermediate_size=1536, qkv_bias=True)
     dec = TrOCRConfig(vocab_size=64044, d_model=256, decoder_layers=6, decoder_attention_heads=8,
                       decoder_ffn_dim=1024, max_position_embeddings=512, pad_token_id=1, bos_token_id=0,
@@ -80,7 +81,8 @@ def trocr_speed(n_lines: int, tokens: int, batch_sizes) -> list[dict]:
 
     model = trocr_small_sized()
     params = sum(p.numel() for p in model.parameters())
-    pixels = torch.randn(n_lines, 3, 384, 384)
+    size = network("trocr").input_height
+    pixels = torch.randn(n_lines, 3, size, size)
     rows = []
     variants = [(True, bs, False) for bs in batch_sizes] + [(False, batch_sizes[0], False)]
     variants += [(True, bs, True) for bs in batch_sizes]  # int8 dynamic quantisation of the Linear layers
@@ -103,11 +105,11 @@ def trocr_speed(n_lines: int, tokens: int, batch_sizes) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--labels", default=str(NOTES))
-    ap.add_argument("--limit", type=int, default=300, help="eval lines for the CRNN")
-    ap.add_argument("--networks", default="default,ppocrv5,ppocrv4,english_g2",
-                    help="CRNN-engine recognizers to time: built-in networks, default or model dirs")
+    ap.add_argument("--limit", type=int, default=300, help="eval lines for the CTC networks")
+    ap.add_argument("--networks", default=",".join(["default", *names(CTC)]),
+                    help="CTC recognizers to time: built-in networks, default or model dirs")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--heights", default="48,64")
+    ap.add_argument("--heights", default=None, help="e.g. 48,64: time english_g2 at these heights instead of its own")
     ap.add_argument("--batches", default="1,32")
     ap.add_argument("--trocr-lines", type=int, default=8)
     ap.add_argument("--trocr-tokens", type=int, default=30)
@@ -118,14 +120,17 @@ def main() -> None:
     import torch
 
     from core.evaluate import load_line_set
-    from core.recognize.crnn import PPOCR_NETWORKS
+    from core.recognize.crnn import EASYOCR_GRAPH
 
     crops, _ = load_line_set(args.labels, "eval", args.limit)
     batches = [int(b) for b in args.batches.split(",")]
-    out = {"threads": torch.get_num_threads(), "crnn": []}
-    for network in args.networks.split(","):
-        heights = [48] if network in PPOCR_NETWORKS else [int(h) for h in args.heights.split(",")]
-        out["crnn"] += crnn_speed(crops, network, heights, batches)
+    out = {"threads": torch.get_num_threads(), "ctc": []}
+    for spec in args.networks.split(","):
+        entry = network(spec) if spec in names(CTC) else None
+        heights = [entry.input_height] if entry else []
+        if entry and entry.graph == EASYOCR_GRAPH and args.heights:
+            heights = [int(h) for h in args.heights.split(",")]
+        out["ctc"] += crnn_speed(crops, spec, heights, batches)
     if not args.skip_trocr:
         out["trocr"] = trocr_speed(args.trocr_lines, args.trocr_tokens, [int(b) for b in args.trocr_batches.split(",")])
     print(json.dumps(out, indent=2))

@@ -1,6 +1,6 @@
 """Training throughput: line crops per second through one fine-tuning step (forward, CTC, backward, AdamW).
 
-Times the trainer's own `CRNNAdapter.loss` on width-bucketed batches of the notes' train lines,
+Times the trainer's own `CTCAdapter.loss` on width-bucketed batches of the notes' train lines,
 after two warm-up batches, for each recipe variant given. Prints one JSON object.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/train_speed.py --variants '{}' '{"freeze_convs": 10}'
@@ -14,12 +14,10 @@ import json
 import random
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from devdata import NOTES_LABELS as NOTES
 
-from core.settings import NOTES_LABELS as NOTES  # noqa: E402
-from core.settings import configure_process  # noqa: E402
+from core.settings import configure_process
 
 
 def main() -> None:
@@ -35,17 +33,18 @@ def main() -> None:
     configure_process(threads=args.threads)
     import torch
 
-    from core.recognize.registry import engine_of, resolve
-    from core.train_recognizer import CRNNAdapter, default_recipe, load_samples
+    from core.recognize.registry import resolve
+    from core.train.ctc import CTCAdapter
+    from core.train_recognizer import default_recipe, load_samples
 
     resolved = resolve(args.base)
     data = load_samples(args.labels, "train", 0.1, args.lines, 0)
     results = []
     for variant in args.variants:
         for bf16 in ([False, True] if args.bf16 else [False]):
-            recipe = {**default_recipe(resolved, engine_of(resolved)), **json.loads(variant)}
+            recipe = {**default_recipe(resolved), **json.loads(variant)}
             torch.manual_seed(0)
-            adapter = CRNNAdapter(resolved, recipe, [s.text for s in data.train])
+            adapter = CTCAdapter(resolved, recipe, [s.text for s in data.train])
             adapter.train_mode()
             optim = torch.optim.AdamW(adapter.params(), lr=1e-4)
             rng = random.Random(0)

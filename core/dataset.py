@@ -15,18 +15,19 @@ import json
 import os
 import shutil
 import tempfile
-import time
 import zipfile
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from core.errors import BadInputError
-from core.geometry import bbox, box_points, crop_line
-from core.store import Store
+from core.geometry import box_points, crop_line
+from core.ingest import load_image, sniff
+from core.store import Store, file_sha256
+from core.types import Line
 
 HOLDOUT_FRACTION = 0.1
 MIN_LINES_FOR_HOLDOUT = 10
@@ -45,16 +46,12 @@ def assign_holdout(store: Store, fraction: float = HOLDOUT_FRACTION) -> dict:
     Assignment is sticky: a held-out page stays held out (lines confirmed on it later join
     it), so scores stay comparable between fine-tunes. Needs confirmed lines on 2+ pages.
     """
-    rows = store.query(
-        "SELECT p.id AS page_id, p.page_no, d.sha256, SUM(l.status = 'confirmed') AS confirmed, MAX(l.holdout) AS held"
-        " FROM pages p JOIN documents d ON p.document_id = d.id JOIN lines l ON l.page_id = p.id GROUP BY p.id"
-    )
+    rows = store.page_confirmation()
     pages = [r for r in rows if r["confirmed"]]
     total = sum(r["confirmed"] for r in pages)
     held_pages = {r["page_id"] for r in rows if r["held"]}
-    with store.transaction() as c:
-        for pid in held_pages:  # lines added or confirmed later on a held-out page join it
-            c.execute("UPDATE lines SET holdout = 1 WHERE page_id = ? AND holdout = 0", (pid,))
+    with store.transaction():
+        store.hold_out_pages(sorted(held_pages))  # lines added or confirmed later on a held-out page join it
         held = sum(r["confirmed"] for r in pages if r["page_id"] in held_pages)
         target = fraction * total
         if total >= MIN_LINES_FOR_HOLDOUT:
@@ -66,7 +63,7 @@ def assign_holdout(store: Store, fraction: float = HOLDOUT_FRACTION) -> dict:
                 # first must not block the rest (a 1-line page would otherwise be the whole hold-out)
                 if held + r["confirmed"] > max(2 * target, total / 3):
                     continue
-                c.execute("UPDATE lines SET holdout = 1 WHERE page_id = ?", (r["page_id"],))
+                store.hold_out_pages([r["page_id"]])
                 held_pages.add(r["page_id"])
                 remaining.remove(r)
                 held += r["confirmed"]
@@ -84,8 +81,7 @@ def line_crops(store: Store, rows) -> list[Image.Image | None]:
     for r in rows:
         path = store.home / r["image_path"]
         if path != cache_path:
-            with Image.open(path) as img:
-                cache_img = img.convert("RGB")
+            cache_img = load_image(path)  # the one loader, as training and evaluation open pages
             cache_path = path
         try:
             out.append(crop_line(cache_img, [tuple(p) for p in json.loads(r["points"])]))
@@ -98,10 +94,7 @@ def line_crops(store: Store, rows) -> list[Image.Image | None]:
 def stats(store: Store) -> dict:
     """Lines/words/characters per document: confirmed (train, held out), corrected, new."""
     per = {}
-    for r in store.query(
-        "SELECT d.id, d.name, l.status, l.holdout, l.text FROM lines l JOIN pages p ON l.page_id = p.id"
-        " JOIN documents d ON p.document_id = d.id ORDER BY d.id"
-    ):
+    for r in store.line_overview():
         s = per.setdefault(r["id"], {"document_id": r["id"], "document": r["name"], "lines": 0, "confirmed": 0,
                                      "corrected": 0, "new": 0, "holdout": 0, "words": 0, "characters": 0})
         s["lines"] += 1
@@ -119,10 +112,7 @@ def stats(store: Store) -> dict:
 
 def snapshot(store: Store, name: str, line_ids: list[int]) -> int:
     """Remember exactly which lines a fine-tune saw (datasets table)."""
-    with store.transaction() as c:
-        cur = c.execute("INSERT INTO datasets (name, line_ids, stats, created_at) VALUES (?, ?, ?, ?)",
-                        (name, json.dumps(line_ids), json.dumps({"lines": len(line_ids)}), time.time()))
-        return int(cur.lastrowid)
+    return store.add_dataset(name, line_ids)
 
 
 def export_labels(store: Store, out: str | Path, part: str = "train", complete_pages: bool = False) -> dict:
@@ -138,8 +128,8 @@ def export_labels(store: Store, out: str | Path, part: str = "train", complete_p
     elif part == "holdout":
         rows = [r for r in rows if r["holdout"]]
     if complete_pages:
-        incomplete = {r["page_id"] for r in store.query("SELECT page_id FROM lines WHERE status != 'confirmed'")}
-        rows = [r for r in rows if r["page_id"] not in incomplete]
+        complete = store.complete_page_ids()
+        rows = [r for r in rows if r["page_id"] in complete]
     by_page: dict[int, list] = defaultdict(list)
     for r in rows:
         by_page[r["page_id"]].append(r)
@@ -159,9 +149,10 @@ def export_labels(store: Store, out: str | Path, part: str = "train", complete_p
             "line_ids": [r["id"] for r in rows], "characters": sum(len(r["text"]) for r in rows)}
 
 
-def export_zip(store: Store, fmt: str = "imagefolder") -> bytes:
-    """The confirmed dataset as a zip: "imagefolder" (train/ and test/ crops + metadata.jsonl) or "ppocr"."""
-    rows = store.confirmed_lines()
+def export_zip(store: Store, fmt: str = "imagefolder", doc_ids: list[int] | None = None) -> bytes:
+    """The confirmed dataset (of `doc_ids`, else all) as a zip: "imagefolder" (train/ and test/ crops +
+    metadata.jsonl) or "ppocr"."""
+    rows = [r for r in store.confirmed_lines() if not doc_ids or r["document_id"] in doc_ids]
     if not rows:
         raise BadInputError("there are no confirmed lines to export yet")
     buf = io.BytesIO()
@@ -227,8 +218,12 @@ class ImportResult:
     format: str = ""
 
 
-def safe_extract(data: bytes | str | Path, dest: Path) -> Path:
-    """Extract a zip after checking every member: no absolute paths, no `..`, no links, bounded size."""
+def safe_extract(data: bytes | str | Path, dest: Path, skipped: list[dict] | None = None) -> Path:
+    """Extract a zip after checking every member: no absolute paths, no `..`, no links, bounded size.
+
+    By default a bad member refuses the whole zip. With a `skipped` list, bad members (and any
+    member over MAX_MEMBER_BYTES) are listed there as {"item", "reason"} and the rest is extracted.
+    """
     try:
         zf = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data)
     except zipfile.BadZipFile as exc:
@@ -237,22 +232,19 @@ def safe_extract(data: bytes | str | Path, dest: Path) -> Path:
         infos = zf.infolist()
         if len(infos) > MAX_IMPORT_FILES:
             raise BadInputError(f"the zip holds {len(infos)} files; at most {MAX_IMPORT_FILES} are accepted")
-        if sum(i.file_size for i in infos) > MAX_IMPORT_BYTES:
+        kept = []
+        for info in infos:
+            problem = _member_problem(info, dest, skipped is not None)
+            if problem is None:
+                kept.append(info)
+            elif skipped is None:
+                raise BadInputError(f"refused: the zip member {info.filename!r} {problem}; nothing was imported")
+            else:
+                skipped.append({"item": info.filename, "reason": f"refused: {problem}"})
+        if sum(i.file_size for i in kept) > MAX_IMPORT_BYTES:
             raise BadInputError("the zip unpacks to more than 2 GB; import it in parts")
-        for info in infos:
-            name = info.filename.replace("\\", "/")
-            p = PurePosixPath(name)
-            if name.startswith("/") or (len(name) > 1 and name[1] == ":") or ".." in p.parts:
-                raise BadInputError(f"refused: the zip member {info.filename!r} points outside the archive "
-                                    "(absolute path or '..'); nothing was imported")
-            if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                raise BadInputError(f"refused: the zip member {info.filename!r} is a symbolic link; nothing was imported")
         dest.mkdir(parents=True, exist_ok=True)
-        root = dest.resolve()
-        for info in infos:
-            target = (dest / info.filename).resolve()
-            if root not in target.parents and target != root:
-                raise BadInputError(f"refused: the zip member {info.filename!r} points outside the archive")
+        for info in kept:
             try:
                 zf.extract(info, dest)
             except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
@@ -260,14 +252,40 @@ def safe_extract(data: bytes | str | Path, dest: Path) -> Path:
     return dest
 
 
+MAX_MEMBER_BYTES = 512 * 2**20  # per member, when bad members are skipped rather than refusing the zip
+
+
+def _member_problem(info: zipfile.ZipInfo, dest: Path, cap: bool) -> str | None:
+    """Why a zip member must not be extracted, or None."""
+    name = info.filename.replace("\\", "/")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":") or ".." in PurePosixPath(name).parts:
+        return "points outside the archive (absolute path or '..')"
+    if (info.external_attr >> 16) & 0o170000 == 0o120000:
+        return "is a symbolic link"
+    root = dest.resolve()
+    target = (dest / info.filename).resolve()
+    if root not in target.parents and target != root:
+        return "points outside the archive"
+    if cap and info.file_size > MAX_MEMBER_BYTES:
+        return f"unpacks to {info.file_size / 1e6:,.0f} MB; members over {MAX_MEMBER_BYTES // 2**20} MB are not unpacked"
+    return None
+
+
 def _find_labels(root: Path) -> tuple[str, Path]:
     for pattern, kind in (("labels.jsonl", "labels.jsonl"), ("Label.txt", "ppocr"), ("rec_gt.txt", "rec_gt"),
-                          ("*.csv", "csv"), ("*.jsonl", "labels.jsonl")):
+                          ("metadata.jsonl", "imagefolder"), ("*.csv", "csv"), ("*.jsonl", "labels.jsonl")):
         found = sorted(root.rglob(pattern), key=lambda p: len(p.parts))
         found = [p for p in found if "__MACOSX" not in p.parts]
         if found:
             return kind, found[0]
-    raise BadInputError("found no labels.jsonl, Label.txt, rec_gt.txt or .csv file in the archive")
+    raise BadInputError("found no labels.jsonl, Label.txt, rec_gt.txt, metadata.jsonl or .csv file in the archive")
+
+
+def labels_files(kind: str, first: Path) -> list[Path]:
+    """The labels files to read: an imagefolder has one metadata.jsonl per split (train/, test/)."""
+    if kind != "imagefolder" or first.parent.name not in ("train", "test", "validation"):
+        return [first]
+    return sorted(first.parent.parent.glob("*/metadata.jsonl"))
 
 
 def _within(base: Path, rel: str) -> Path:
@@ -287,13 +305,13 @@ def _within(base: Path, rel: str) -> Path:
 
 
 def _check_image(p: Path) -> tuple[int, int]:
+    """Decode an imported image once through the page loader, so a bad one is a skipped row, not a failed import."""
     try:
-        with Image.open(p) as img:
-            img.verify()
-        with Image.open(p) as img:
-            return img.size
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"image {p.name} is not a readable picture") from exc
+        if sniff(p) != "image":  # a PDF would be rendered at some dpi the labels' boxes know nothing of
+            raise BadInputError(f"{p.name}: not an image")
+        return load_image(p).size
+    except BadInputError as exc:
+        raise ValueError(str(exc)) from exc  # "NAME: the image is damaged or not supported" and the like
 
 
 def _points(raw) -> list[tuple[float, float]]:
@@ -329,7 +347,13 @@ def parse_labels_file(kind: str, path: Path, problems: list[str]) -> list[Import
         if not raw.strip():
             continue
         try:
-            if kind == "labels.jsonl":
+            if kind == "imagefolder":  # Hugging Face imagefolder: {"file_name", "text"} per line crop
+                row = json.loads(raw)
+                p = _within(base, str(row["file_name"]))
+                _check_image(p)
+                pages.append(ImportPage(p, [([], str(row.get("text", "")))], str(row.get("document") or path.parent.name),
+                                        crop_only=True))
+            elif kind == "labels.jsonl":
                 row = json.loads(raw)
                 p = _within(base, str(row["page"]))
                 _check_image(p)
@@ -375,7 +399,7 @@ def import_dataset(store: Store, source: str | Path, name: str | None = None, da
                     else "rec_gt" if source.name.endswith("rec_gt.txt") else "labels.jsonl")
             labels = source
         result = ImportResult(format=kind)
-        pages = parse_labels_file(kind, labels, result.problems)
+        pages = [p for f in labels_files(kind, labels) for p in parse_labels_file(kind, f, result.problems)]
         if not pages:
             first = f": {result.problems[0]}" if result.problems else ""
             raise BadInputError(f"{display}: no complete record to import{first}")
@@ -390,40 +414,37 @@ def _ensure(p: Path) -> Path:
     return p
 
 
+def _import_digest(doc_name: str, items: list[ImportPage]) -> str:
+    """A content hash for an imported document: which of its pages are held out is then the same every time."""
+    h = hashlib.sha256(f"import:{doc_name}".encode())
+    for item in items:
+        h.update(file_sha256(item.image).encode())
+    return h.hexdigest()
+
+
+def _import_lines(item: ImportPage, rgb: Image.Image) -> list[Line]:
+    """An imported page's lines as the store keeps them (a crop-only item's line is the whole image)."""
+    return [Line(points=box_points(0, 0, rgb.width, rgb.height) if item.crop_only else list(pts), text=text,
+                 confidence=1.0) for pts, text in item.lines]
+
+
 def _write_import(store: Store, pages: list[ImportPage], display: str, kind: str, result: ImportResult) -> None:
     """One transaction: documents, pages and confirmed lines; page images copied in first, removed on failure."""
     groups: dict[str, list[ImportPage]] = defaultdict(list)
     for p in pages:
         groups[f"{display}: crops" if p.crop_only else f"{display}: {p.doc}"].append(p)
     written: list[Path] = []
-    now = time.time()
     try:
-        with store.transaction() as c:
+        with store.transaction():
             for doc_name, items in groups.items():
-                digest = hashlib.sha256(f"import:{doc_name}:{now}".encode()).hexdigest()
-                doc_id = int(c.execute(
-                    "INSERT INTO documents (name, sha256, source_kind, page_count, status, detector, recognizer,"
-                    " created_at, updated_at) VALUES (?, ?, ?, ?, 'done', 'import', 'import', ?, ?)",
-                    (doc_name, digest, f"import-{kind}", len(items), now, now)).lastrowid)
-                folder = _ensure(store.images_dir / str(doc_id))
+                digest = _import_digest(doc_name, items)
+                doc_id = store.create_document(doc_name, digest, f"import-{kind}", len(items), "import", "import",
+                                               status="done")
                 for page_no, item in enumerate(items, 1):
-                    with Image.open(item.image) as img:
-                        rgb = img.convert("RGB")
-                    final = folder / f"page-{page_no:04d}.png"
-                    rgb.save(final, format="PNG", compress_level=1)
-                    written.append(final)
-                    page_id = int(c.execute(
-                        "INSERT INTO pages (document_id, page_no, image_path, width, height) VALUES (?, ?, ?, ?, ?)",
-                        (doc_id, page_no, str(final.relative_to(store.home)), rgb.width, rgb.height)).lastrowid)
-                    for pos, (pts, text) in enumerate(item.lines):
-                        if item.crop_only:
-                            pts = box_points(0, 0, rgb.width, rgb.height)
-                        x0, y0, x1, y1 = bbox(pts)
-                        c.execute(
-                            "INSERT INTO lines (page_id, position, points, text, confidence, status, recognizer, updated_at)"
-                            " VALUES (?, ?, ?, ?, 1.0, 'confirmed', 'import', ?)",
-                            (page_id, pos, json.dumps([[round(x, 1), round(y, 1)] for x, y in pts]), text, now))
-                        result.lines += 1
+                    rgb = load_image(item.image)  # upright (EXIF), as the labels' boxes are drawn
+                    written.append(store.page_image_path(doc_id, page_no))
+                    store.add_page(doc_id, page_no, rgb, _import_lines(item, rgb), "import", line_status="confirmed")
+                    result.lines += len(item.lines)
                     result.pages += 1
                 result.documents.append(doc_id)
     except BaseException:

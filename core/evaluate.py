@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from core.errors import CancelledError
 from core.geometry import bbox, iou
 from core.ingest import load_image
 from core.labels import LabelPage, iter_line_crops, read_labels
@@ -49,8 +50,14 @@ def score_lines(references: Sequence[str], hypotheses: Sequence[str]) -> dict:
     }
 
 
-def evaluate_recognizer(spec: str | Path | Recognizer, crops: Sequence[Image.Image], texts: Sequence[str], keep_lines: bool = False) -> dict:
-    """Score a recognizer (a spec, or one already loaded so a caller can reuse it) on labelled crops."""
+def evaluate_recognizer(spec: str | Path | Recognizer, crops: Sequence[Image.Image], texts: Sequence[str],
+                        keep_lines: bool = False, progress: Callable[[int], None] | None = None,
+                        should_stop: Callable[[], bool] | None = None) -> dict:
+    """Score a recognizer (a spec, or one already loaded so a caller can reuse it) on labelled crops.
+
+    With `progress` (lines read so far) or `should_stop`, the crops are read in chunks so a
+    background job can report and stop between them (CancelledError); without, in one call.
+    """
     from core.recognize import load_recognizer
 
     if isinstance(spec, str | Path):
@@ -58,7 +65,7 @@ def evaluate_recognizer(spec: str | Path | Recognizer, crops: Sequence[Image.Ima
     else:
         recognizer, spec = spec, spec.name
     start = time.perf_counter()
-    results = recognizer.recognize(list(crops))
+    results = _read_in_chunks(recognizer, list(crops), progress, should_stop)
     elapsed = time.perf_counter() - start
     hyps = [r.text for r in results]
     out = {"recognizer": spec, **score_lines(texts, hyps), "lines_per_s": round(len(crops) / elapsed, 2) if elapsed else 0.0}
@@ -68,6 +75,24 @@ def evaluate_recognizer(spec: str | Path | Recognizer, crops: Sequence[Image.Ima
             for t, r in zip(texts, results, strict=True)
         ]
     return out
+
+
+READ_CHUNK = 64  # lines per recognize() call when progress is reported: batching stays efficient
+
+
+def _read_in_chunks(recognizer, crops: list, progress: Callable[[int], None] | None,
+                    should_stop: Callable[[], bool] | None) -> list:
+    """Recognize in chunks when someone watches (progress, cancel); a chunk is never cut short."""
+    if progress is None and should_stop is None:
+        return list(recognizer.recognize(crops))
+    results: list = []
+    for i in range(0, len(crops), READ_CHUNK):
+        if should_stop is not None and should_stop():
+            raise CancelledError("stopped on request")
+        results.extend(recognizer.recognize(crops[i:i + READ_CHUNK]))
+        if progress is not None:
+            progress(len(results))
+    return results
 
 
 def evaluate_recognizers(labels: str | Path, split: str, specs: Sequence[str], limit: int | None = None) -> dict:
@@ -160,7 +185,7 @@ def fit_box_margins(detector, pages: Sequence[LabelPage]) -> dict:
     A recognizer learns from crops of labelled boxes; a detector whose boxes are cut tighter or
     looser than those feeds it crops unlike any it learnt from. The shipped detector's boxes
     reached ~8 % of a line's height below the labels'; moving them took the notes' eval page CER
-    from 0.497 to 0.477 with the base recognizer (docs/bench-detection.md).
+    from 0.497 to 0.477 with the base recognizer (docs/decisions/0007-detector.md).
     """
     import numpy as np
 

@@ -1,8 +1,10 @@
-"""Export: Markdown a person would keep, plain text, JSON and PAGE-XML from ordered page results.
+"""Export: Markdown a person would keep, plain text and JSON from ordered page results.
 
 Markdown never invents text: it adds structure only where the layout shows it (a heading per
 source, page markers, list items for lines that start with a bullet, nesting by indentation,
 margin notes as quotes after the main text) and escapes anything Markdown would reinterpret.
+PAGE-XML, ALTO and the searchable PDF live in `core.formats`; `core.interchange` writes every
+format from stored documents or a digitize run.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from xml.sax.saxutils import escape as xml_escape
 
 from core.geometry import bbox
 from core.layout import rows
@@ -99,35 +100,10 @@ def to_json(pages: Sequence[PageResult]) -> str:
 
 
 def to_page_xml(page: PageResult, image_name: str | None = None) -> str:
-    """PAGE-XML 2019 for one page (TextRegion per column, TextLine per line), for Transkribus/eScriptorium."""
-    regions: dict[int, list[tuple[int, Line]]] = {}
-    for i, ln in enumerate(page.lines):
-        regions.setdefault(ln.column, []).append((i, ln))
-    parts = [
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        '<PcGts xmlns="http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15">',
-        "  <Metadata><Creator>Inkscribe</Creator></Metadata>",
-        f'  <Page imageFilename="{xml_escape(image_name or page.source)}" imageWidth="{page.width}" imageHeight="{page.height}">',
-    ]
-    order = "".join(f'<RegionRefIndexed index="{k}" regionRef="r{col}"/>' for k, col in enumerate(sorted(regions)))
-    parts.append(f'    <ReadingOrder><OrderedGroup id="ro">{order}</OrderedGroup></ReadingOrder>')
-    for col in sorted(regions):
-        members = regions[col]
-        xs = [p for _, ln in members for p in ln.points]
-        x0, y0, x1, y1 = bbox(xs)
-        parts.append(f'    <TextRegion id="r{col}"><Coords points="{_pts([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])}"/>')
-        for i, ln in members:
-            parts.append(
-                f'      <TextLine id="l{i}"><Coords points="{_pts(ln.points)}"/>'
-                f'<TextEquiv conf="{ln.confidence:.3f}"><Unicode>{xml_escape(ln.text)}</Unicode></TextEquiv></TextLine>'
-            )
-        parts.append("    </TextRegion>")
-    parts += ["  </Page>", "</PcGts>", ""]
-    return "\n".join(parts)
+    """PAGE-XML 2019 of one page (core.formats.pagexml); a zip with the images is `interchange.write_page_xml_zip`."""
+    from core.formats.pagexml import write_page_xml
 
-
-def _pts(points) -> str:
-    return " ".join(f"{round(x)},{round(y)}" for x, y in points)
+    return write_page_xml(page, image_name or page.source).decode("utf-8")
 
 
 FORMATS = {"md": to_markdown, "txt": to_text, "json": to_json}
@@ -137,16 +113,3 @@ def render(pages: Sequence[PageResult], fmt: str) -> str:
     if fmt == "md":
         return to_markdown(pages)
     return FORMATS[fmt](pages)
-
-
-def page_xml_zip(pages: Sequence[PageResult]) -> bytes:
-    """A zip of PAGE-XML files, one per page, named after the source and page number."""
-    import io
-    import zipfile
-
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for page in pages:
-            stem = re.sub(r"[^A-Za-z0-9._-]+", "_", page.source.rsplit(".", 1)[0]) or "page"
-            zf.writestr(f"{stem}/page-{page.page:04d}.xml", to_page_xml(page, f"{stem}-page-{page.page:04d}.png"))
-    return buf.getvalue()

@@ -85,7 +85,7 @@ def _order_quad(quad: np.ndarray) -> list[Point]:
 # Share of the line's height kept around its box. Reading, training and evaluation all cut with it,
 # so a model is scored and used on the pixels it learnt from; labelled boxes are drawn tight, and a
 # margin keeps ascenders and descenders (eval cer_4plus of an all-lines model cut at 0.08 vs 0:
-# 0.0651 vs 0.0666; the base: 0.178 vs 0.189; 0.15 is worse again, docs/RECOGNITION.md).
+# 0.0651 vs 0.0666; the base: 0.178 vs 0.189; 0.15 is worse again, docs/decisions/0005-recognition-rejected.md).
 LINE_PAD = 0.08
 
 

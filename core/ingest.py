@@ -110,9 +110,6 @@ def _pdf_info(path: Path, last_page: int | None = None) -> dict:
 def _pdf_page_count(path: Path) -> int:
     settings = get_settings()
     info = _pdf_info(path)
-    if str(info.get("Encrypted", "no")).lower().startswith("yes"):
-        # Encrypted without a user password (owner-only restrictions) still renders.
-        pass
     pages = int(info.get("Pages", 0) or 0)
     if pages <= 0:
         raise BadInputError(f"{path.name}: the PDF has no pages")
@@ -211,5 +208,9 @@ def iter_pages(path: str | Path, info: SourceInfo | None = None, skip: Collectio
 
 
 def load_image(path: str | Path) -> Image.Image:
-    """The first page of a source as RGB (detect and crop tools take single page images)."""
+    """The first page of a source as upright RGB: the one loader of page images.
+
+    Training, evaluation, review, dataset crops and imports all open pages here, so a phone
+    photo's EXIF rotation and the size limits apply everywhere and every stage cuts the same pixels.
+    """
     return next(iter_pages(path)).image

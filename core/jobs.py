@@ -20,11 +20,14 @@ import time
 import traceback
 from pathlib import Path
 
+from core import procs
 from core.errors import CancelledError, InkscribeError
+from core.modeldir import clean_partial
 from core.settings import REPO_ROOT, get_settings
 from core.store import Store
+from core.store_jobs import JobStore
 
-KINDS = ("digitize", "train-recognizer", "train-detector", "retranscribe")
+KINDS = ("digitize", "train-recognizer", "train-detector", "retranscribe", "evaluate")
 ACTIVE = ("queued", "running")
 RESUMABLE = ("interrupted", "failed", "cancelled")
 QUEUED_GRACE_S = 60.0  # a queued row without a live process after this long was never started
@@ -37,10 +40,10 @@ class JobBusyError(InkscribeError):
 
 # -- starting, stopping, looking ----------------------------------------------------------
 def _row(store: Store, job_id: int):
-    rows = store.query("SELECT * FROM jobs WHERE id = ?", (job_id,))
-    if not rows:
+    row = JobStore(store).get(job_id)
+    if row is None:
         raise InkscribeError(f"there is no job {job_id}")
-    return rows[0]
+    return row
 
 
 def job_status(store: Store, job_id: int) -> dict:
@@ -54,24 +57,25 @@ def job_status(store: Store, job_id: int) -> dict:
 
 
 def list_jobs(store: Store, limit: int = 20) -> list[dict]:
-    return [job_status(store, r["id"]) for r in store.query("SELECT id FROM jobs ORDER BY id DESC LIMIT ?", (limit,))]
+    return [job_status(store, i) for i in JobStore(store).recent_ids(limit)]
 
 
 def current_job(store: Store) -> dict | None:
     """The queued or running job, if any (after reconciling dead workers)."""
     reconcile_jobs(store)
-    rows = store.query("SELECT id FROM jobs WHERE status IN ('queued', 'running') ORDER BY id LIMIT 1")
+    rows = JobStore(store).active()
     return job_status(store, rows[0]["id"]) if rows else None
 
 
-def latest_job(store: Store, kinds: tuple[str, ...] | None = None) -> dict | None:
-    sql = "SELECT id FROM jobs"
-    params: tuple = ()
-    if kinds:
-        sql += f" WHERE kind IN ({','.join('?' * len(kinds))})"
-        params = tuple(kinds)
-    rows = store.query(sql + " ORDER BY id DESC LIMIT 1", params)
-    return job_status(store, rows[0]["id"]) if rows else None
+def latest_job(store: Store, kinds: tuple[str, ...] | None = None, status: str | None = None) -> dict | None:
+    job_id = JobStore(store).latest_id(kinds, status)
+    return job_status(store, job_id) if job_id is not None else None
+
+
+def _refuse_when_busy(jobs_table: JobStore) -> None:
+    busy = jobs_table.active()
+    if busy:
+        raise JobBusyError(f"job {busy[0]['id']} ({busy[0]['kind']}) is still running: wait for it or cancel it first")
 
 
 def start_job(store: Store, kind: str, params: dict | None = None, spawn: bool = True) -> int:
@@ -83,16 +87,10 @@ def start_job(store: Store, kind: str, params: dict | None = None, spawn: bool =
     if kind not in KINDS:
         raise InkscribeError(f"unknown job kind {kind!r} (known: {', '.join(KINDS)})")
     reconcile_jobs(store)
-    now = time.time()
-    with store.transaction() as c:
-        busy = c.execute("SELECT id, kind FROM jobs WHERE status IN ('queued', 'running') LIMIT 1").fetchone()
-        if busy is not None:
-            raise JobBusyError(f"job {busy['id']} ({busy['kind']}) is still running: wait for it or cancel it first")
-        cur = c.execute(
-            "INSERT INTO jobs (kind, status, params, created_at, updated_at) VALUES (?, 'queued', ?, ?, ?)",
-            (kind, json.dumps(params or {}), now, now),
-        )
-        job_id = int(cur.lastrowid)
+    table = JobStore(store)
+    with store.transaction():
+        _refuse_when_busy(table)
+        job_id = table.insert(kind, params or {})
     if spawn:
         try:
             spawn_worker(store, job_id)
@@ -123,15 +121,10 @@ def spawn_worker(store: Store, job_id: int) -> int:
     settings = get_settings()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "INKSCRIBE_THREADS": "1", "INKSCRIBE_HOME": str(settings.home),
            "OMP_WAIT_POLICY": "PASSIVE", "PYTHONUNBUFFERED": "1"}
-    with open(log_path(job_id), "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "core", "worker", str(job_id)], cwd=str(REPO_ROOT), env=env,
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+    proc = procs.start_detached([sys.executable, "-m", "core", "worker", str(job_id)], log_path(job_id), env,
+                                cwd=REPO_ROOT)
     _children.append(proc)
-    with store.transaction() as c:
-        # The worker may already have claimed the row with its own pid; keep that.
-        c.execute("UPDATE jobs SET pid = COALESCE(pid, ?), updated_at = ? WHERE id = ?", (proc.pid, time.time(), job_id))
+    JobStore(store).set_pid_if_unset(job_id, proc.pid)
     return proc.pid
 
 
@@ -149,8 +142,7 @@ def cancel_job(store: Store, job_id: int) -> None:
     job = job_status(store, job_id)
     if job["status"] not in ACTIVE:
         return
-    with store.transaction() as c:
-        c.execute("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?", (time.time(), job_id))
+    JobStore(store).request_cancel(job_id)
     if not job["pid"] or not pid_alive(job["pid"], job_id):
         _finish(store, job_id, "cancelled", error="cancelled before its worker started")
 
@@ -158,19 +150,13 @@ def cancel_job(store: Store, job_id: int) -> None:
 def resume_job(store: Store, job_id: int, spawn: bool = True) -> int:
     """Run an interrupted, failed or cancelled job again in place (training resumes from its checkpoint)."""
     reconcile_jobs(store)
-    with store.transaction() as c:
-        row = c.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        if row is None:
-            raise InkscribeError(f"there is no job {job_id}")
+    table = JobStore(store)
+    with store.transaction():
+        row = _row(store, job_id)
         if row["status"] not in RESUMABLE:
             raise InkscribeError(f"job {job_id} is {row['status']}; only interrupted, failed or cancelled jobs resume")
-        busy = c.execute("SELECT id, kind FROM jobs WHERE status IN ('queued', 'running') LIMIT 1").fetchone()
-        if busy is not None:
-            raise JobBusyError(f"job {busy['id']} ({busy['kind']}) is still running: wait for it or cancel it first")
-        c.execute(
-            "UPDATE jobs SET status = 'queued', error = NULL, pid = NULL, cancel_requested = 0, created_at = ?,"
-            " updated_at = ? WHERE id = ?", (time.time(), time.time(), job_id),
-        )
+        _refuse_when_busy(table)
+        table.requeue(job_id)
     if spawn:
         spawn_worker(store, job_id)
     return job_id
@@ -178,36 +164,24 @@ def resume_job(store: Store, job_id: int, spawn: bool = True) -> int:
 
 def pid_alive(pid: int | None, job_id: int | None = None) -> bool:
     """True when `pid` is a live (not zombie) process, and, given a job id, that job's worker."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    proc = Path(f"/proc/{pid}")
-    if proc.exists():
-        try:
-            stat = (proc / "stat").read_text()
-            if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                _reap(pid)
-                return False
-            if job_id is not None:
-                args = [a for a in (proc / "cmdline").read_bytes().split(b"\0") if a]
-                # An empty cmdline is a process still inside exec: not yet knowable, so alive.
-                if args and (b"worker" not in args or str(job_id).encode() not in args):
-                    return False  # the pid was reused by another process
-        except (OSError, IndexError):
-            return False
-    return True
+    return procs.process_alive(pid, ("worker", str(job_id)) if job_id is not None else ())
 
 
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except (ChildProcessError, OSError):
-        pass
+def stop_worker(store: Store, job_id: int, grace_s: float = 10.0) -> bool:
+    """Cancel a job and, if its worker has not stopped within `grace_s`, terminate it (and its children).
+
+    For a worker that no longer answers; a cooperative cancel keeps the best weights so far.
+    Returns True when no process of the job is left.
+    """
+    cancel_job(store, job_id)
+    pid = job_status(store, job_id)["pid"]
+    deadline = time.monotonic() + grace_s
+    while pid_alive(pid, job_id) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    gone = not pid_alive(pid, job_id) or procs.terminate(pid, grace_s)
+    if gone and job_status(store, job_id)["status"] in ACTIVE:
+        _finish(store, job_id, "cancelled", error="stopped on request: its worker did not answer and was terminated")
+    return gone
 
 
 def reconcile_jobs(store: Store) -> list[int]:
@@ -215,7 +189,8 @@ def reconcile_jobs(store: Store) -> list[int]:
     _reap_children()
     changed = []
     now = time.time()
-    for r in store.query("SELECT id, status, pid, created_at FROM jobs WHERE status IN ('queued', 'running')"):
+    table = JobStore(store)
+    for r in table.active():
         if r["pid"]:
             if pid_alive(r["pid"], r["id"]):
                 continue
@@ -224,26 +199,14 @@ def reconcile_jobs(store: Store) -> list[int]:
             reason = "its worker never started"
         else:
             continue
-        with store.transaction() as c:
-            cur = c.execute(
-                "UPDATE jobs SET status = 'interrupted', error = ?, updated_at = ? WHERE id = ? AND status = ?",
-                (reason, now, r["id"], r["status"]),
-            )
-            if cur.rowcount:
-                changed.append(r["id"])
-    if not store.query("SELECT 1 FROM jobs WHERE status IN ('queued', 'running')"):
-        # No reader is running, so a document still 'processing' was left by one that died.
-        store.mark_stale_documents(older_than_s=0 if changed else 120.0)
+        if table.mark_interrupted(r["id"], r["status"], reason):
+            changed.append(r["id"])
+    store.mark_stale_documents(procs.process_alive)  # a reader (job or CLI) that died leaves one 'processing'
     return changed
 
 
 def _finish(store: Store, job_id: int, status: str, error: str | None = None, result: dict | None = None) -> None:
-    with store.transaction() as c:
-        if result is None:
-            c.execute("UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE id = ?", (status, error, time.time(), job_id))
-        else:
-            c.execute("UPDATE jobs SET status = ?, error = ?, result = ?, updated_at = ? WHERE id = ?",
-                      (status, error, json.dumps(result), time.time(), job_id))
+    JobStore(store).finish(job_id, status, error, result)
 
 
 def eta_text(seconds: float | None) -> str:
@@ -295,9 +258,7 @@ class JobContext:
 
     def flush(self) -> None:
         self._last_write = time.time()
-        with self.store.transaction() as c:
-            c.execute("UPDATE jobs SET progress = ?, history = ?, updated_at = ? WHERE id = ?",
-                      (json.dumps(self.state, default=str), json.dumps(self.history), time.time(), self.job_id))
+        JobStore(self.store).write_progress(self.job_id, self.state, self.history)
 
     def message(self, text: str) -> None:
         self.state["message"] = text
@@ -308,8 +269,7 @@ class JobContext:
             return True
         if time.time() - self._last_check >= 0.5:
             self._last_check = time.time()
-            row = self.store.query("SELECT cancel_requested FROM jobs WHERE id = ?", (self.job_id,))
-            self._stop = bool(row and row[0]["cancel_requested"])
+            self._stop = JobStore(self.store).cancel_requested(self.job_id)
         return self._stop
 
     def check(self) -> None:
@@ -322,19 +282,20 @@ def run_job(job_id: int, store: Store | None = None) -> int:
     from core.settings import configure_process
 
     configure_process(threads=1)
+    clean_partial(get_settings().models_dir)  # a crashed earlier save's temp folder (never a live writer's)
     own_store = store is None
     store = store or Store()
     try:
-        with store.transaction() as c:
-            row = c.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        table = JobStore(store)
+        with store.transaction():
+            row = table.get(job_id)
             if row is None:
                 print(f"error: there is no job {job_id}", file=sys.stderr)
                 return 2
             if row["status"] != "queued":
                 print(f"error: job {job_id} is {row['status']}, not queued", file=sys.stderr)
                 return 2
-            c.execute("UPDATE jobs SET status = 'running', pid = ?, updated_at = ? WHERE id = ?",
-                      (os.getpid(), time.time(), job_id))
+            table.claim(job_id, os.getpid())
         job = job_status(store, job_id)
         ctx = JobContext(store, job_id, job["history"])
         ctx.state = dict(job["progress"])
@@ -402,7 +363,7 @@ def pending_uploads(store: Store) -> list[Path]:
     folder = get_settings().home / "uploads"
     if not folder.is_dir():
         return []
-    known = {r["sha256"] for r in store.query("SELECT sha256 FROM documents")}
+    known = store.document_hashes()
     prefixes = {k[:12] for k in known}
     out = []
     for p in sorted(folder.iterdir()):
@@ -424,14 +385,14 @@ def _run_digitize(store: Store, job_id: int, params: dict, ctx: JobContext) -> d
     if not files:
         raise InkscribeError("nothing to digitize: no files were given")
     # A resumed job skips files that already became complete documents.
-    done = {r["sha256"] for r in store.query("SELECT sha256 FROM documents WHERE status = 'done'")}
+    done = store.document_hashes("done")
     todo = [(f, n) for f, n in zip(files, names, strict=True) if file_sha256(f) not in done]
     ctx.message(f"loading models ({params.get('detector', 'default')}, {params.get('recognizer', 'default')})")
     engines = Engines.load(params.get("detector") or "default", params.get("recognizer") or "default")
     docs = []
     if todo:
         results = digitize([f for f, _ in todo], engines, store=store, progress=ctx.progress, should_stop=ctx.should_stop,
-                           keep_partial=True, names=[n for _, n in todo])
+                           keep_partial=True, names=[n for _, n in todo], owner=f"job:{job_id}")
         docs = [d.document_id for d in results]
     pages = sum(len(store.pages(d)) for d in docs if d is not None)
     note = f"{len(docs)} document(s), {pages} page(s) ready to review."
@@ -460,66 +421,20 @@ def _run_retranscribe(store: Store, job_id: int, params: dict, ctx: JobContext) 
         changed += r["changed"]
         kept += r["kept"]
         ctx.progress({"step": i, "total_steps": len(pages), "message": f"page {page.page_no}: {r['changed']} lines re-read"})
-    with store.transaction() as c:
-        c.execute("UPDATE documents SET recognizer = ?, updated_at = ? WHERE id = ?", (spec, time.time(), doc_id))
+    store.set_document_recognizer(doc_id, spec)
     return {"document": doc_id, "recognizer": spec, "lines_reread": changed, "lines_kept": kept}
 
 
 def _run_train_recognizer(store: Store, job_id: int, params: dict, ctx: JobContext) -> dict:
-    from core import dataset, review
-    from core.train_recognizer import train_recognizer
+    from core.finetune import finetune_recognizer
 
-    dataset.assign_holdout(store)
-    jd = job_dir(job_id)
-    labels = jd / "labels.jsonl"
-    summary = dataset.export_labels(store, labels, part="train")
-    if summary["lines"] == 0:
-        raise InkscribeError("there are no confirmed lines to train on yet: confirm some lines on the Review page")
-    base = params.get("base") or "default"
-    forecast = review.forecast(store, summary["lines"])
-    set_id = dataset.snapshot(store, f"job {job_id}", summary["line_ids"])
     out = Path(params.get("out") or get_settings().models_dir / f"recognizer-job{job_id}")
-    ctx.message(f"training on {summary['lines']} confirmed lines from {summary['documents']} documents")
-    kwargs = {"split": "train", "base": base, "max_minutes": float(params.get("max_minutes", 15)), "out": out,
-              "progress": ctx.progress, "should_stop": ctx.should_stop, "resume": True,
-              "threads": get_settings().train_threads}
-    for key in ("val_fraction", "limit_lines", "seed"):
-        if params.get(key) is not None:
-            kwargs[key] = params[key]
-    if out.exists():
-        model_dir = out  # a resumed job whose training had already finished
-    else:
-        model_dir = Path(train_recognizer(labels, **kwargs))
-    # A cancel after the first validation still yields the best weights so far: keep and score them.
-    from core.modeldir import read_manifest
-
-    manifest = read_manifest(model_dir)
-    ctx.message("scoring the base and the new model on held-out lines")
-    scores = review.compare_on_holdout(store, [base, str(model_dir)])
-    base_score, new_score = (scores["models"] + [None, None])[:2] if scores["lines"] else (None, None)
-    metrics = dict(manifest.get("metrics", {}))
-    metrics.update({"lines_used": summary["lines"], "forecast_cer": forecast.get("cer"), "job_id": job_id})
-    if new_score:
-        metrics.update({"holdout_cer": new_score["cer"], "holdout_wer": new_score["wer"], "holdout_exact": new_score["exact"],
-                        "holdout_lines": scores["lines"], "base_holdout_cer": base_score["cer"]})
-    better = bool(new_score and new_score["cer"] < base_score["cer"])
-    trained_on = {"lines": summary["lines"], "documents": summary["document_names"], "dataset_id": set_id,
-                  "characters": summary["characters"], "base": base, "job_id": job_id}
-    model_id = store.register_model("recognizer", params.get("name") or model_dir.name, model_dir,
-                                    engine=manifest.get("engine"), base=base, trained_on=trained_on, metrics=metrics,
-                                    activate=better)
-    if better:
-        from core.recognize.registry import clear_cache
-
-        clear_cache()
-    note = ("activated: it reads your held-out lines better than the base" if better else
-            "kept the previous model active: the new one did not beat it on held-out lines" if new_score else
-            "not activated automatically: confirm lines on at least 2 pages so there are held-out lines to compare on")
-    if ctx.should_stop():
-        note = "Stopped on request; the best weights so far were kept and " + note
-    return {"model_id": model_id, "model_dir": str(model_dir), "activated": better, "note": note,
-            "base_holdout": base_score, "new_holdout": new_score, "forecast_cer": forecast.get("cer"),
-            "lines_used": summary["lines"]}
+    options = {k: params[k] for k in ("val_fraction", "limit_lines", "seed") if params.get(k) is not None}
+    result = finetune_recognizer(store, job_dir(job_id), out, base=params.get("base") or "default",
+                                 max_minutes=float(params.get("max_minutes", 15)), name=params.get("name"),
+                                 progress=ctx.progress, should_stop=ctx.should_stop,
+                                 threads=get_settings().train_threads, options=options, origin=f"job {job_id}")
+    return {**result, "job_id": job_id}
 
 
 def _run_train_detector(store: Store, job_id: int, params: dict, ctx: JobContext) -> dict:
@@ -551,9 +466,30 @@ def _run_train_detector(store: Store, job_id: int, params: dict, ctx: JobContext
     return {"model_id": model_id, "model_dir": str(model_dir), "pages_used": summary["pages"]}
 
 
+def _run_evaluate(store: Store, job_id: int, params: dict, ctx: JobContext) -> dict:
+    """Score recognizers on the held-out confirmed lines (the Evaluate page), per-line diffs kept."""
+    from core.review import compare_on_holdout
+
+    specs = [str(s) for s in params.get("specs") or []]
+    if not specs:
+        raise InkscribeError("choose at least one model to evaluate")
+    labels = params.get("labels") or specs
+    if len(labels) != len(specs):
+        labels = specs
+    ctx.message(f"scoring {len(specs)} model(s) on the held-out lines")
+    res = compare_on_holdout(store, specs, keep_lines=True, progress=ctx.progress, should_stop=ctx.should_stop)
+    if not res["lines"]:
+        raise InkscribeError("there are no held-out lines to score on yet: confirm lines on 3 or more pages")
+    for label, model in zip(labels, res["models"], strict=True):
+        model["label"] = str(label)
+    best = min(res["models"], key=lambda m: m["cer"])
+    return {**res, "note": f"{res['lines']} held-out lines read; lowest error: {best['label']} ({best['cer']:.1%} CER)."}
+
+
 RUNNERS = {
     "digitize": _run_digitize,
     "retranscribe": _run_retranscribe,
     "train-recognizer": _run_train_recognizer,
     "train-detector": _run_train_detector,
+    "evaluate": _run_evaluate,
 }

@@ -77,14 +77,14 @@ class LabelsList(list):
 
 def iter_line_crops(pages: list[LabelPage]) -> Iterator[tuple[LabelPage, LabelLine, object]]:
     """(page, line, crop) for every line with a non-empty box, one page image open at a time."""
-    from PIL import Image
-
     from core.geometry import crop_line
+    from core.ingest import load_image
 
     for page in pages:
         try:
-            with Image.open(page.image_path) as img:
-                rgb = img.convert("RGB")
+            rgb = load_image(page.image_path)  # upright as training sees it (EXIF), with the size limits
+        except BadInputError:
+            raise
         except Exception as exc:  # a damaged or non-image file named in the labels
             raise BadInputError(f"{page.image_path.name}: the page image is damaged or not an image") from exc
         for line in page.lines:

@@ -67,12 +67,38 @@ def _fsync_dir(path: Path) -> None:
 
 
 def clean_partial(parent: str | Path) -> int:
-    """Remove leftovers of model writes that crashed; returns how many were removed."""
+    """Remove leftovers of model writes that crashed; returns how many were removed.
+
+    Safe while other processes write models: a `.tmp-NAME-PID-MS` folder is kept while the
+    process that made it is alive, and folders not named that way are left alone.
+    """
     n = 0
     for tmp in Path(parent).glob(".tmp-*"):
-        shutil.rmtree(tmp, ignore_errors=True)
-        n += 1
+        if tmp.is_dir() and not _writer_alive(tmp.name):
+            shutil.rmtree(tmp, ignore_errors=True)
+            n += 1
     return n
+
+
+def _writer_alive(name: str) -> bool:
+    """Whether the process that created `.tmp-NAME-PID-MS` may still be writing it (unknown names: yes).
+
+    A pid since reused by another program keeps the folder until that one ends too: a stale
+    folder costs disk space, removing a live writer's would break its save.
+    """
+    import psutil
+
+    try:
+        _, pid_text, ms_text = name.rsplit("-", 2)
+        pid, _ms = int(pid_text), int(ms_text)
+    except ValueError:
+        return True
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
 
 
 def next_version_dir(parent: str | Path, stem: str) -> Path:

@@ -6,12 +6,14 @@ before it writes anything, and stores each page as one complete record as soon a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
+from core import procs
 from core.detect import Detector, load_detector, resolve_detector_spec
 from core.errors import CancelledError
 from core.geometry import bbox, crop_line
@@ -79,6 +81,18 @@ def recognize_lines(image: Image.Image, lines: Sequence[Line], recognizer: Recog
 ProgressFn = Callable[[dict], None]
 
 
+def _resumable(store: Store, sha: str, owner: str) -> int | None:
+    """`owner`'s unfinished document of this file, unless a live process (another run) is still reading it."""
+    row = store.unfinished_document(sha, owner)
+    if row is None:
+        return None
+    reading = row["status"] == "processing" and row["owner_pid"] != os.getpid()
+    marker = ("worker", owner.removeprefix("job:")) if owner.startswith("job:") else ()
+    if reading and procs.process_alive(row["owner_pid"], marker):
+        return None
+    return int(row["id"])
+
+
 def digitize(
     inputs: Sequence[str | Path],
     engines: Engines,
@@ -88,13 +102,15 @@ def digitize(
     keep_partial: bool = True,
     names: Sequence[str] | None = None,
     resume: bool = True,
+    owner: str = "cli",
 ) -> list[DocumentResult]:
     """Read every page of every input; with a store, keep each page as it is read.
 
     All inputs are inspected first, so a bad file fails before any work or write. With
-    `keep_partial=False` a document that fails half-way is removed from the store again.
-    With `resume`, a file whose earlier run was interrupted continues in its document,
-    reading only the pages that are not stored yet.
+    `keep_partial=False` a document this run created and could not finish is removed again.
+    With `resume`, a file whose earlier run by the same `owner` ('cli', 'job:ID') was
+    interrupted continues in its document, reading only the pages not stored yet; a document
+    another owner, or a live process, is reading is never touched.
     """
     infos: list[SourceInfo] = [inspect_source(p) for p in inputs]
     total = sum(i.pages for i in infos)
@@ -104,16 +120,18 @@ def digitize(
         name = names[n] if names else info.path.name
         doc = DocumentResult(info.path)
         stored_pages: set[int] = set()
+        created = False
         if store is not None:
             sha = file_sha256(info.path)
-            unfinished = store.unfinished_document(sha) if resume else None
-            if unfinished is not None:  # an interrupted run of this very file: carry on where it stopped
+            unfinished = _resumable(store, sha, owner) if resume else None
+            if unfinished is not None:  # our own interrupted run of this very file: carry on where it stopped
                 doc.document_id = unfinished
                 stored_pages = {p.page_no for p in store.pages(unfinished)}
-                store.set_document_status(unfinished, "processing")
+                store.claim_document(unfinished)
             else:
-                doc.document_id = store.create_document(name, sha, info.kind, info.pages,
-                                                        engines.detector_spec, engines.recognizer_spec)
+                doc.document_id = store.create_document(name, sha, info.kind, info.pages, engines.detector_spec,
+                                                        engines.recognizer_spec, owner=owner)
+                created = True
         try:
             for page in iter_pages(info.path, info, skip=stored_pages):
                 if should_stop and should_stop():
@@ -132,7 +150,7 @@ def digitize(
                               "pages_in_document": info.pages, "message": f"{name}: page {page.index}/{info.pages}"})
         except BaseException:
             if store is not None and doc.document_id is not None:
-                if keep_partial:
+                if keep_partial or not created:  # pages an earlier run stored are the user's: keep them
                     store.set_document_status(doc.document_id, "failed")
                 else:
                     store.delete_document(doc.document_id)

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from PIL import Image
 
 from core.errors import InkscribeError
 from core.geometry import bbox, box_points, crop_line
+from core.ingest import load_image
 from core.store import Store
 from core.types import Line
 
@@ -30,13 +32,7 @@ def review_queue(store: Store, page_id: int, order: str = "confidence", include_
 
 def next_to_fix(store: Store, limit: int = 20, doc_id: int | None = None) -> list:
     """Unconfirmed lines with the lowest confidence anywhere: where a correction teaches the model most."""
-    sql = ("SELECT l.*, p.page_no, p.document_id, d.name AS document_name FROM lines l JOIN pages p ON l.page_id = p.id"
-           " JOIN documents d ON p.document_id = d.id WHERE l.status != 'confirmed'")
-    params: tuple = ()
-    if doc_id is not None:
-        sql += " AND p.document_id = ?"
-        params = (doc_id,)
-    return store.query(sql + " ORDER BY l.confidence ASC, d.id, p.page_no, l.position LIMIT ?", (*params, limit))
+    return store.least_confident_lines(limit, doc_id)
 
 
 def page_progress(store: Store, page_id: int) -> dict:
@@ -68,8 +64,7 @@ def page_image(store: Store, page_id: int) -> Image.Image:
     page = store.page(page_id)
     if page is None:
         raise InkscribeError("this page no longer exists")
-    with Image.open(page.image_path) as img:
-        return img.convert("RGB")
+    return load_image(page.image_path)  # the one loader: the same pixels training and evaluation crop from
 
 
 def line_points(row) -> list[tuple[float, float]]:
@@ -140,10 +135,7 @@ def _renumber(store: Store, page_id: int, order_lines) -> None:
     rows = store.lines(page_id)
     lines = [Line(points=line_points(r), text=str(r["id"])) for r in rows]
     ordered = order_lines(lines)
-    with store.transaction() as c:
-        for pos, ln in enumerate(ordered):
-            c.execute("UPDATE lines SET position = ?, column_no = ?, indent = ? WHERE id = ?",
-                      (pos, ln.column, ln.indent, int(ln.text)))
+    store.set_line_layout([(int(ln.text), pos, ln.column, ln.indent) for pos, ln in enumerate(ordered)])
 
 
 # -- box editing (numeric coordinates; see docs/APP.md for why) -----------------------------
@@ -241,26 +233,55 @@ def split_line(store: Store, line_id: int, at: float = 0.5) -> tuple[int, int]:
 
 
 # -- evaluation on held-out lines -----------------------------------------------------------
-def compare_on_holdout(store: Store, specs: Sequence[str], keep_lines: bool = False) -> dict:
-    """CER/WER/exact of recognizers on the held-out confirmed lines (the same scoring as core.evaluate)."""
+def compare_on_holdout(store: Store, specs: Sequence[str], keep_lines: bool = False,
+                       progress: Callable[[dict], None] | None = None,
+                       should_stop: Callable[[], bool] | None = None) -> dict:
+    """CER/WER/exact of recognizers on the held-out confirmed lines (the same scoring as core.evaluate).
+
+    `progress` gets lines read over all models (step / total_steps); `should_stop` is checked
+    between chunks of lines (CancelledError): the Evaluate page runs this as a background job.
+    """
     from core.dataset import assign_holdout, holdout_lines, line_crops
     from core.evaluate import evaluate_recognizer
 
     assign_holdout(store)
     rows = holdout_lines(store)
+    if progress:
+        progress({"message": f"cutting {len(rows)} held-out lines from their pages"})
     pairs = [(r, c) for r, c in zip(rows, line_crops(store, rows), strict=True) if c is not None]
     if not pairs:
         return {"lines": 0, "models": []}
     crops = [c for _, c in pairs]
     texts = [r["text"] for r, _ in pairs]
     models = []
-    for spec in specs:
-        res = evaluate_recognizer(spec, crops, texts, keep_lines=keep_lines)
+    for k, spec in enumerate(specs):
+        report = _lines_read(progress, k, len(specs), len(pairs), spec) if progress else None
+        if report:
+            report(0)
+        res = evaluate_recognizer(spec, crops, texts, keep_lines=keep_lines, progress=report, should_stop=should_stop)
         if keep_lines:
             for item, (r, _) in zip(res["per_line"], pairs, strict=True):
                 item.update({"line_id": r["id"], "document": r["document_name"], "page": r["page_no"]})
         models.append(res)
     return {"lines": len(pairs), "models": models}
+
+
+def _lines_read(progress: Callable[[dict], None], k: int, models: int, lines: int, spec: str) -> Callable[[int], None]:
+    """Turn one model's "n lines read" into progress over every model's lines."""
+    name = Path(spec).name or spec
+
+    def report(done: int) -> None:
+        progress({"step": k * lines + done, "total_steps": models * lines,
+                  "message": f"model {k + 1} of {models} ({name}): {done} of {lines} lines read"})
+
+    return report
+
+
+def last_evaluation(store: Store) -> dict | None:
+    """The latest finished evaluate job (its result is what the Evaluate page shows), or None."""
+    from core.jobs import latest_job
+
+    return latest_job(store, ("evaluate",), status="done")
 
 
 # -- learning curve and forecast ------------------------------------------------------------

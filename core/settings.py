@@ -9,18 +9,13 @@ from __future__ import annotations
 import os
 import sys
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODELS = REPO_ROOT / "models"
-SHIPPED_RECOGNIZER = SHIPPED_MODELS / "recognizer-handwriting"  # the offline default when present (docs/RECOGNITION.md)
-# CC BY 4.0 handwriting the shipped weights are trained on (scripts/train_*_base.py); never the notes.
-LINES_CCBY = REPO_ROOT.parent / "shared" / "data" / "lines-ccby"
-LINES_CCBY_SETS = ("copiste-dun-jour", "jls-memorials")
-# One writer's labelled notes: what the benches evaluate and fine-tune on; never shipped weights' data.
-NOTES_LABELS = REPO_ROOT.parent / "shared" / "data" / "notes" / "labels.jsonl"
+SHIPPED_RECOGNIZER = SHIPPED_MODELS / "recognizer-handwriting"  # the offline default when present (docs/decisions/0001-recognizer.md)
 CONFIG_FILE = REPO_ROOT / ".streamlit" / "inkscribe.toml"
 
 
@@ -46,7 +41,6 @@ class Settings:
     default_detector: str
     default_recognizer: str
     cache: Path | None = None  # derived, rebuildable files (the text prior); default <home>/cache
-    extra: dict = field(default_factory=dict)
 
     @property
     def db_path(self) -> Path:
@@ -97,7 +91,6 @@ def get_settings() -> Settings:
         default_detector=pick("INKSCRIBE_DETECTOR", "detector", "default"),
         default_recognizer=pick("INKSCRIBE_RECOGNIZER", "recognizer", "default"),
         cache=Path(cache).expanduser() if (cache := pick("INKSCRIBE_CACHE", "cache", "")) else None,
-        extra=cfg,
     )
 
 
@@ -141,14 +134,7 @@ def configure_process(threads: int | None = None) -> None:
 
 
 def torch_device(preference: str | None = None) -> str:
-    """'cuda' or 'mps' when present and allowed, else 'cpu'."""
-    pref = (preference or get_settings().device).lower()
-    if pref != "auto":
-        return pref
-    import torch
+    """The torch device for `preference` (None: the `device` setting); `core.device.resolve_device` decides."""
+    from core.device import resolve_device
 
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    return resolve_device(preference)

@@ -8,11 +8,12 @@ and renamed into place before the rows that point at them are committed.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,11 @@ MIGRATIONS: list[str] = [
     );
     ALTER TABLE lines ADD COLUMN holdout INTEGER NOT NULL DEFAULT 0;
     """,
+    # 3: who is reading a document ('cli' or 'job:ID', and its pid), so a run resumes only its own work
+    """
+    ALTER TABLE documents ADD COLUMN owner TEXT;
+    ALTER TABLE documents ADD COLUMN owner_pid INTEGER;
+    """,
 ]
 
 
@@ -140,6 +146,7 @@ class Store:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.execute("PRAGMA busy_timeout=30000")
+        self._savepoints = itertools.count()
         self._migrate()
 
     # -- plumbing -------------------------------------------------------------------------
@@ -157,7 +164,22 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any error (nothing half-written)."""
+        """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any error (nothing half-written).
+
+        Inside a transaction already open on this connection it is a SAVEPOINT, so store methods
+        compose: a caller wraps several of them in one `with store.transaction():` to make them atomic.
+        """
+        if self.conn.in_transaction:
+            name = f"sp{next(self._savepoints)}"
+            self.conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute(f"ROLLBACK TO {name}")
+                self.conn.execute(f"RELEASE {name}")
+                raise
+            self.conn.execute(f"RELEASE {name}")
+            return
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
@@ -173,32 +195,58 @@ class Store:
         return self.conn.execute(sql, params).fetchall()
 
     # -- documents and pages --------------------------------------------------------------
-    def create_document(self, name: str, sha256: str, source_kind: str, page_count: int, detector: str, recognizer: str) -> int:
+    def create_document(self, name: str, sha256: str, source_kind: str, page_count: int, detector: str, recognizer: str,
+                        owner: str | None = None, status: str = "processing") -> int:
+        """A new document being read by `owner` ('cli', 'job:ID') in this process (or complete: status 'done')."""
         now = time.time()
         with self.transaction() as c:
             cur = c.execute(
-                "INSERT INTO documents (name, sha256, source_kind, page_count, detector, recognizer, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, sha256, source_kind, page_count, detector, recognizer, now, now),
+                "INSERT INTO documents (name, sha256, source_kind, page_count, status, detector, recognizer, created_at,"
+                " updated_at, owner, owner_pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, sha256, source_kind, page_count, status, detector, recognizer, now, now, owner, os.getpid()),
             )
             return int(cur.lastrowid)
 
-    def unfinished_document(self, sha256: str) -> int | None:
-        """The latest document made from this file whose reading never finished, if any."""
-        rows = self.query("SELECT id FROM documents WHERE sha256 = ? AND status != 'done' ORDER BY id DESC LIMIT 1",
-                          (sha256,))
-        return int(rows[0]["id"]) if rows else None
+    def unfinished_document(self, sha256: str, owner: str | None) -> sqlite3.Row | None:
+        """The latest document of `owner` made from this file whose reading never finished (id, status, owner_pid)."""
+        rows = self.query("SELECT id, status, owner_pid FROM documents WHERE sha256 = ? AND status != 'done'"
+                          " AND owner IS ? ORDER BY id DESC LIMIT 1", (sha256, owner))
+        return rows[0] if rows else None
 
-    def mark_stale_documents(self, older_than_s: float = 120.0) -> int:
-        """Documents left 'processing' by a reader that died (kill, crash) become 'interrupted'."""
+    def claim_document(self, doc_id: int) -> None:
+        """This process carries on reading the document."""
         with self.transaction() as c:
-            cur = c.execute("UPDATE documents SET status = 'interrupted' WHERE status = 'processing' AND updated_at < ?",
-                            (time.time() - older_than_s,))
-            return cur.rowcount
+            c.execute("UPDATE documents SET status = 'processing', owner_pid = ?, updated_at = ? WHERE id = ?",
+                      (os.getpid(), time.time(), doc_id))
+
+    def mark_stale_documents(self, reader_alive: Callable[[int], bool], older_than_s: float = 120.0) -> int:
+        """Documents left 'processing' by a reader that died (kill, crash) become 'interrupted'.
+
+        A document whose reader's pid is recorded is stale once `reader_alive(pid)` says no; one
+        from before pids were recorded, once it has not changed for `older_than_s`.
+        """
+        rows = self.query("SELECT id, owner_pid, updated_at FROM documents WHERE status = 'processing'")
+        now = time.time()
+        stale = [r["id"] for r in rows if (not reader_alive(r["owner_pid"]) if r["owner_pid"]
+                                            else r["updated_at"] < now - older_than_s)]
+        with self.transaction() as c:
+            c.executemany("UPDATE documents SET status = 'interrupted' WHERE id = ? AND status = 'processing'",
+                          [(i,) for i in stale])
+        return len(stale)
 
     def set_document_status(self, doc_id: int, status: str) -> None:
         with self.transaction() as c:
             c.execute("UPDATE documents SET status = ?, updated_at = ? WHERE id = ?", (status, time.time(), doc_id))
+
+    def set_document_recognizer(self, doc_id: int, spec: str) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE documents SET recognizer = ?, updated_at = ? WHERE id = ?", (spec, time.time(), doc_id))
+
+    def document_hashes(self, status: str | None = None) -> set[str]:
+        """The content hashes of the stored documents (those with `status`, if given)."""
+        if status is None:
+            return {r["sha256"] for r in self.query("SELECT sha256 FROM documents")}
+        return {r["sha256"] for r in self.query("SELECT sha256 FROM documents WHERE status = ?", (status,))}
 
     def documents(self) -> list[sqlite3.Row]:
         return self.query(
@@ -223,12 +271,15 @@ class Store:
         for p in paths:
             p.unlink(missing_ok=True)
 
+    def page_image_path(self, doc_id: int, page_no: int) -> Path:
+        return self.images_dir / str(doc_id) / f"page-{page_no:04d}.png"
+
     def add_page(self, doc_id: int, page_no: int, image: Image.Image, lines: Sequence[Line],
-                 recognizer: str, warnings: Sequence[str] = ()) -> int:
-        """Store a page image and its lines as one complete record."""
-        folder = self.images_dir / str(doc_id)
+                 recognizer: str, warnings: Sequence[str] = (), line_status: str = "new") -> int:
+        """Store a page image and its lines as one complete record (imported lines arrive 'confirmed')."""
+        final = self.page_image_path(doc_id, page_no)
+        folder = final.parent
         folder.mkdir(parents=True, exist_ok=True)
-        final = folder / f"page-{page_no:04d}.png"
         tmp = folder / f".page-{page_no:04d}.{os.getpid()}.tmp.png"
         image.save(tmp, format="PNG", compress_level=1)
         os.replace(tmp, final)
@@ -242,10 +293,11 @@ class Store:
                 )
                 page_id = int(cur.lastrowid)
                 c.executemany(
-                    "INSERT INTO lines (page_id, position, points, text, confidence, column_no, indent, recognizer, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO lines (page_id, position, points, text, confidence, column_no, indent, recognizer,"
+                    " status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(page_id, i, json.dumps([[round(x, 1), round(y, 1)] for x, y in ln.points]), ln.text,
-                      float(ln.confidence), ln.column, ln.indent, recognizer, now) for i, ln in enumerate(lines)],
+                      float(ln.confidence), ln.column, ln.indent, recognizer, line_status, now)
+                     for i, ln in enumerate(lines)],
                 )
                 c.execute("UPDATE documents SET updated_at = ? WHERE id = ?", (now, doc_id))
         except BaseException:
@@ -361,6 +413,50 @@ class Store:
                 [(page_id, base + i, json.dumps([[round(x, 1), round(y, 1)] for x, y in ln.points]), ln.text,
                   float(ln.confidence), ln.column, ln.indent, recognizer, now) for i, ln in enumerate(lines)],
             )
+
+    def set_line_layout(self, layout: Sequence[tuple[int, int, int, int]]) -> None:
+        """(line id, position, column, indent) for lines put back in reading order, in one transaction."""
+        with self.transaction() as c:
+            c.executemany("UPDATE lines SET position = ?, column_no = ?, indent = ? WHERE id = ?",
+                          [(pos, col, indent, line_id) for line_id, pos, col, indent in layout])
+
+    def least_confident_lines(self, limit: int, doc_id: int | None = None) -> list[sqlite3.Row]:
+        """Unconfirmed lines anywhere (or in one document), least confident first, with page and document."""
+        sql = ("SELECT l.*, p.page_no, p.document_id, d.name AS document_name FROM lines l JOIN pages p"
+               " ON l.page_id = p.id JOIN documents d ON p.document_id = d.id WHERE l.status != 'confirmed'")
+        params: tuple = ()
+        if doc_id is not None:
+            sql += " AND p.document_id = ?"
+            params = (doc_id,)
+        return self.query(sql + " ORDER BY l.confidence ASC, d.id, p.page_no, l.position LIMIT ?", (*params, limit))
+
+    def page_confirmation(self) -> list[sqlite3.Row]:
+        """Per page: its id, page number, document hash, confirmed lines and whether it is held out."""
+        return self.query(
+            "SELECT p.id AS page_id, p.page_no, d.sha256, SUM(l.status = 'confirmed') AS confirmed, MAX(l.holdout) AS held"
+            " FROM pages p JOIN documents d ON p.document_id = d.id JOIN lines l ON l.page_id = p.id GROUP BY p.id")
+
+    def hold_out_pages(self, page_ids: Sequence[int]) -> None:
+        """Every line of these pages (those confirmed later too) is kept out of training."""
+        with self.transaction() as c:
+            c.executemany("UPDATE lines SET holdout = 1 WHERE page_id = ? AND holdout = 0", [(i,) for i in page_ids])
+
+    def line_overview(self) -> list[sqlite3.Row]:
+        """Every line's document, status, hold-out flag and text (what the dataset's statistics count)."""
+        return self.query("SELECT d.id, d.name, l.status, l.holdout, l.text FROM lines l JOIN pages p ON l.page_id = p.id"
+                          " JOIN documents d ON p.document_id = d.id ORDER BY d.id")
+
+    def add_dataset(self, name: str, line_ids: Sequence[int]) -> int:
+        """Remember exactly which lines a fine-tune saw."""
+        with self.transaction() as c:
+            cur = c.execute("INSERT INTO datasets (name, line_ids, stats, created_at) VALUES (?, ?, ?, ?)",
+                            (name, json.dumps(list(line_ids)), json.dumps({"lines": len(line_ids)}), time.time()))
+            return int(cur.lastrowid)
+
+    def complete_page_ids(self) -> set[int]:
+        """Pages whose every line is confirmed: what a line detector may learn from."""
+        rows = self.query("SELECT page_id FROM lines GROUP BY page_id HAVING SUM(status != 'confirmed') = 0")
+        return {r["page_id"] for r in rows}
 
     def edits(self, line_id: int) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM edits WHERE line_id = ? ORDER BY id", (line_id,))

@@ -3,7 +3,8 @@
 `train_detector` fine-tunes from a labels file into a new versioned model directory (the
 shipped one is never touched), reports progress per epoch, stops on request, resumes an
 interrupted run of the same job, and writes the model atomically so a crash leaves nothing
-that looks like a model.
+that looks like a model. It trains on the `device` setting (core.device; ultralytics' automatic
+mixed precision on CUDA) and reads pages as `core.detect.yolo` does.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from core.device import mixed_precision, resolve_device, ultralytics_device
 from core.errors import BadInputError, CancelledError, ModelError
 from core.geometry import squeeze_width
 from core.labels import LabelPage, read_labels
@@ -48,12 +50,14 @@ def pages_to_yolo(pages: Sequence[LabelPage], out: Path, prefix: str = "", squee
     paths = []
     for page in pages:
         stem = f"{prefix}{page.image_path.stem}"
-        with Image.open(page.image_path) as img:
-            w, h = img.size
-        if squeeze_x > 1.0:
+        upright = load_image(page.image_path)  # the one loader: EXIF rotation applied, as at reading time
+        w, h = upright.size
+        with Image.open(page.image_path) as raw:
+            rotated = raw.size != upright.size or raw.getexif().get(0x0112, 1) != 1
+        if squeeze_x > 1.0 or rotated:  # ultralytics must see the pixels the labels were drawn on
             img_link = out / "images" / f"{stem}.jpg"
             if not img_link.exists():
-                squeeze_width(load_image(page.image_path), squeeze_x).save(img_link, quality=92)
+                squeeze_width(upright, squeeze_x).save(img_link, quality=92)
         else:
             img_link = out / "images" / f"{stem}{page.image_path.suffix.lower()}"
             if not img_link.exists():
@@ -89,17 +93,22 @@ def run_yolo(
     should_stop: Callable[[], bool] | None = None,
     resume: bool = True,
     threads: int | None = None,
+    device: str | None = None,
     **extra,
 ) -> tuple[Path, dict]:
-    """Train (or resume) an ultralytics run in `work/run`; returns the weights and a summary.
+    """Train (or resume) an ultralytics run in `work/run` on `device` (None: the `device` setting); returns
+    the weights and a summary (with the device and precision ultralytics' trainer reports it used).
 
-    One thread unless `threads` says otherwise (ultralytics sets one on import), no plots, no
-    dataloader workers: a background job must not starve the app.
+    On the CPU: one thread unless `threads` says otherwise (ultralytics sets one on import), no plots,
+    no dataloader workers: a background job must not starve the app. On CUDA ultralytics trains with
+    its automatic mixed precision (its AMP self-check needs a download; offline it is skipped).
     `nbs=batch`: ultralytics otherwise accumulates gradients up to 64 images per step, which
     leaves a short CPU run with a few dozen optimizer steps.
     """
     from core.detect.yolo import import_yolo, keep_threads
 
+    device = resolve_device(device)
+    where = ultralytics_device(device)
     YOLO = import_yolo()  # noqa: N806 - the class, imported late
 
     last = work / "run" / "weights" / "last.pt"
@@ -135,31 +144,41 @@ def run_yolo(
             info["map50"] = round(float(metrics["metrics/mAP50(B)"]), 4)
         progress(info)
 
+    ran: dict = {}  # where ultralytics really trained, as its trainer says once set up
+
+    def on_train_start(trainer) -> None:
+        ran.update(device=str(trainer.device), amp=bool(trainer.amp))
+
+    def hooked(src):
+        model = YOLO(str(src))
+        model.add_callback("on_train_start", on_train_start)
+        model.add_callback("on_train_batch_end", on_batch_end)
+        model.add_callback("on_fit_epoch_end", on_epoch_end)
+        return model
+
     if threads:  # ultralytics' select_device() sets torch to its NUM_THREADS (cores - 1) for CPU training
         import ultralytics.utils.torch_utils as torch_utils
 
         torch_utils.NUM_THREADS = threads
     resuming = resume and last.is_file()
-    model = YOLO(str(last if resuming else model_src))
-    model.add_callback("on_train_batch_end", on_batch_end)
-    model.add_callback("on_fit_epoch_end", on_epoch_end)
+    model = hooked(last if resuming else model_src)
     args = dict(
-        data=str(data), imgsz=imgsz, epochs=epochs, batch=batch, device="cpu", workers=0, plots=False,
-        project=str(work.absolute()), name="run", exist_ok=True, verbose=False, amp=False, val=False,
-        patience=1000, seed=0, deterministic=False, nbs=batch, **(HYP | (hyp or {})), **extra,
+        data=str(data), imgsz=imgsz, epochs=epochs, batch=batch, device=where, workers=0, plots=False,
+        project=str(work.absolute()), name="run", exist_ok=True, verbose=False, val=False,
+        amp=mixed_precision(device) == "fp16", patience=1000, seed=0, deterministic=False, nbs=batch,
+        **(HYP | (hyp or {})), **extra,
     )
     if minutes:
         args["time"] = minutes / 60
     with keep_threads():
         if resuming:
             try:
-                model.train(resume=True, data=str(data), workers=0, plots=False, **({"time": args["time"]} if minutes else {}))
+                model.train(resume=True, data=str(data), workers=0, plots=False, device=where,
+                            **({"time": args["time"]} if minutes else {}))
             except AssertionError:  # ultralytics: "training ... is finished, nothing to resume"
                 shutil.rmtree(work / "run", ignore_errors=True)
                 resuming = False
-                model = YOLO(str(model_src))
-                model.add_callback("on_train_batch_end", on_batch_end)
-                model.add_callback("on_fit_epoch_end", on_epoch_end)
+                model = hooked(model_src)
         if not resuming:
             model.train(**args)
     if cancelled["flag"]:
@@ -169,7 +188,9 @@ def run_yolo(
     best = run / "last.pt" if (run / "last.pt").is_file() else run / "best.pt"
     if not best.is_file():
         raise ModelError("detector training ended without producing weights")
-    return best, {"seconds": round(time.time() - started, 1), "resumed": resuming}
+    return best, {"seconds": round(time.time() - started, 1), "resumed": resuming,
+                  "device": ran.get("device", device),
+                  "mixed_precision": "fp16" if ran.get("amp", mixed_precision(device) == "fp16") else "no"}
 
 
 MIN_PAGES_TO_CHOOSE_READING = 5  # fewer confirmed pages: all are trained on and the base's reading is kept
@@ -274,6 +295,16 @@ def _base_weights(base: str) -> tuple[str, dict]:
     return str(Path(resolved) / manifest.get("weights", "weights.pt")), {**manifest, "path": str(resolved)}
 
 
+def carried_small_read(base_manifest: dict, small_read: dict | bool = True) -> dict | None:
+    """The second, larger read a fine-tune keeps: the base's (True), none (False) or the caller's (a dict).
+
+    A fine-tune learns the same boxes as its base; the small read is what finds bullets and single
+    characters (core.detect.yolo), and dropping it silently lost them."""
+    if isinstance(small_read, dict):
+        return dict(small_read)
+    return dict(base_manifest["small_read"]) if small_read and base_manifest.get("small_read") else None
+
+
 def _job_key(labels: Path, split: str, base: str, max_minutes: float, out: Path) -> str:
     st = labels.stat()
     raw = f"{labels.resolve()}|{st.st_size}|{st.st_mtime_ns}|{split}|{base}|{max_minutes}|{out.resolve()}"
@@ -292,12 +323,17 @@ def train_detector(
     imgsz: int | None = None,
     batch: int = 4,
     threads: int | None = None,
+    small_read: dict | bool = True,
+    device: str | None = None,
 ) -> Path:
     """Fine-tune a YOLO detector on the boxes of `labels` (one split) into a new model directory.
 
     `out` defaults to the next `detector-vN` under the models dir; an existing directory is
-    never overwritten. An interrupted run of the same job resumes from its last epoch.
+    never overwritten. An interrupted run of the same job resumes from its last epoch. The base's
+    second small-box read is kept unless `small_read` says otherwise (`carried_small_read`). It trains
+    on `device` (None: the `device` setting).
     """
+    device = resolve_device(device)  # a device not here is refused before any work
     labels = Path(labels)
     pages = read_labels(labels, split=split)
     pages = [p for p in pages if p.lines]
@@ -330,7 +366,7 @@ def train_detector(
     hyp = {"lr0": 0.002, "warmup_epochs": 0.5, "optimizer": "AdamW"} if start_from != SCRATCH else {}
     best, info = run_yolo(
         start_from, data, work, imgsz=imgsz, epochs=200, minutes=max_minutes, batch=batch, hyp=hyp,
-        progress=progress, should_stop=should_stop, resume=resume, threads=threads,
+        progress=progress, should_stop=should_stop, resume=resume, threads=threads, device=device,
     )
     reading = {"imgsz": predict_imgsz, "conf": float(base_manifest.get("conf", 0.25)),
                "iou": float(base_manifest.get("iou", 0.5)), "squeeze_x": predict_squeeze_x}
@@ -353,6 +389,7 @@ def train_detector(
         **({"box_margins": reading["margins"]["margins"], "box_margins_fit": reading["margins"]}
            if "margins" in reading else {}),
         **({"squeeze_x": predict_squeeze_x} if predict_squeeze_x > 1.0 else {}),
+        **({"small_read": second} if (second := carried_small_read(base_manifest, small_read)) else {}),
         **({"train_squeeze_x": squeeze_x} if squeeze_x != predict_squeeze_x else {}),
         **({"reading_chosen": reading["chosen"],
             "metrics": {"held_out_f1": reading["chosen"]["f1"], "held_out_pages": len(reading_pages)}}
@@ -361,6 +398,7 @@ def train_detector(
                        "lines": sum(len(p.lines) for p in train_pages), "held_out_pages": len(reading_pages)},
         "recipe": {"max_minutes": max_minutes, "batch": batch, "imgsz": imgsz, **HYP, **hyp},
         "train_seconds": info["seconds"],
+        "device": {"trainer": info["device"], "mixed_precision": info["mixed_precision"]},
     }
     write_model_dir(out, manifest, lambda tmp: shutil.copyfile(best, tmp / "weights.pt"))
     shutil.rmtree(work, ignore_errors=True)  # finished: nothing left to resume

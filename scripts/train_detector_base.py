@@ -17,13 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from core.labels import read_labels  # noqa: E402
-from core.modeldir import read_manifest, write_model_dir  # noqa: E402
-from core.settings import LINES_CCBY, LINES_CCBY_SETS, REPO_ROOT, configure_process, get_settings  # noqa: E402
-from core.synth import write_yolo_pages  # noqa: E402
-from core.train_detector import HYP, SCRATCH, p2_detector_from, pages_to_yolo, run_yolo, write_data_yaml  # noqa: E402
+from core.labels import read_labels
+from core.modeldir import read_manifest, write_model_dir
+from core.settings import REPO_ROOT, configure_process, get_settings
+from core.synth import write_yolo_pages
+from core.train_detector import HYP, SCRATCH, p2_detector_from, pages_to_yolo, run_yolo, write_data_yaml
 
 # Explicit: ultralytics' "auto" picks MuSGD when epochs x batches > 10,000 (our --epochs bound is
 # high because --minutes decides), and MuSGD's Newton-Schulz steps are several times slower on a CPU.
@@ -31,7 +29,7 @@ OPTIM = {"optimizer": "AdamW", "lr0": 0.002}
 
 
 def build_data(work: Path, n_synth: list[int], n_val: int, seeds: list[int], max_side: int,
-               ccby_max: int, squeeze_x: float = 1.0) -> tuple[Path, dict]:
+               ccby_max: int, ccby_root: Path, squeeze_x: float = 1.0) -> tuple[Path, dict]:
     data_dir = work / "data"
     t = time.time()
     synth = []
@@ -40,10 +38,8 @@ def build_data(work: Path, n_synth: list[int], n_val: int, seeds: list[int], max
     val = write_yolo_pages(data_dir, n_val, seed=seeds[0] + 1000, max_side=max_side, prefix="val", squeeze_x=squeeze_x)
     ccby = []
     counts = {}
-    for name in LINES_CCBY_SETS:
-        labels = LINES_CCBY / name / "labels.jsonl"
-        if not labels.is_file():
-            continue
+    for labels in sorted(ccby_root.glob("*/labels.jsonl")):  # one folder per CC BY 4.0 set
+        name = labels.parent.name
         # imp_* pages carry a printed paragraph that is not labelled: skip them, our fonts look printed.
         pages = [p for p in read_labels(labels) if p.lines and not p.image_path.name.startswith("imp_")]
         pages = pages[:: max(1, -(-len(pages) // max(1, ccby_max)))] if ccby_max < len(pages) else pages
@@ -127,7 +123,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --package: 'squeeze,imgsz,conf,width_share' of a second read kept for small boxes")
     ap.add_argument("--fit-margins-every", type=int, default=0,
                     help="with --package: fit box margins on every Nth page of --labels' train split")
-    ap.add_argument("--labels", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "notes" / "labels.jsonl")
+    ap.add_argument("--labels", type=Path, default=Path("../shared/data/notes/labels.jsonl"),
+                    help="labelled pages to fit box margins on (default: the notes data set beside the checkout)")
+    ap.add_argument("--lines-ccby", type=Path, default=Path("../shared/data/lines-ccby"),
+                    help="the CC BY 4.0 line sets, one folder per set with labels.jsonl (default: beside the checkout)")
     args = ap.parse_args(argv)
     if args.package:
         return package(args.package, args.out, args.predict_imgsz, args.conf, args.history, args.predict_squeeze,
@@ -140,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.fresh and (work / "run").exists():
         shutil.rmtree(work / "run")
-    data, data_info = build_data(work, args.synth, args.val, args.seed, args.max_side, args.ccby_max, args.squeeze)
+    data, data_info = build_data(work, args.synth, args.val, args.seed, args.max_side, args.ccby_max, args.lines_ccby, args.squeeze)
     print(json.dumps(data_info), flush=True)
 
     def progress(info: dict) -> None:

@@ -8,7 +8,7 @@ fine-tune learns. Rerunnable: an interrupted run resumes from its checkpoint in 
 
     .venv/bin/python scripts/train_recognizer_base.py --minutes 45 --threads 2
     .venv/bin/python scripts/train_recognizer_base.py --base models/recognizer-handwriting --lr 5e-4 \
-        --minutes 50 --work /tmp/hw2 --out /tmp/hw2/pkg                        # a second stage from the first
+        --minutes 50 --work WORK_DIR --out MODEL_DIR                          # a second stage from the first
     .venv/bin/python scripts/train_recognizer_base.py --package WORK/trained   # ship a finished run
 """
 
@@ -19,22 +19,25 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from core.modeldir import read_manifest, write_model_dir  # noqa: E402
-from core.settings import LINES_CCBY, LINES_CCBY_SETS, SHIPPED_RECOGNIZER, get_settings  # noqa: E402
+from core.modeldir import read_manifest, write_model_dir
+from core.settings import SHIPPED_RECOGNIZER, get_settings
 
 RECIPE = {"cut_alphabet": True}
 
 
-def write_labels(work: Path) -> Path:
+def ccby_sets(root: Path) -> list[Path]:
+    """The labels file of every set in the CC BY 4.0 lines folder (one folder per set)."""
+    sets = sorted(root.glob("*/labels.jsonl"))
+    if not sets:
+        raise SystemExit(f"{root}: no CC BY line sets (folders with labels.jsonl) there: the training lines are needed")
+    return sets
+
+
+def write_labels(work: Path, ccby: Path) -> Path:
     """One labels file over every lines-ccby set (page paths made absolute), in `work`."""
     work.mkdir(parents=True, exist_ok=True)
     rows = []
-    for name in LINES_CCBY_SETS:
-        labels = LINES_CCBY / name / "labels.jsonl"
-        if not labels.is_file():
-            raise SystemExit(f"{labels} is missing: the CC-BY training lines are needed")
+    for labels in ccby_sets(ccby):
         for raw in labels.read_text(encoding="utf-8").splitlines():
             if raw.strip():
                 row = json.loads(raw)
@@ -45,22 +48,22 @@ def write_labels(work: Path) -> Path:
     return out
 
 
-def package(src: Path, out: Path) -> int:
+def package(src: Path, out: Path, ccby: Path) -> int:
     """Ship a finished run: its weights and alphabet, best-path decoding (its character model is of
     the copyists' French text, not of the user's; the user's fine-tune fits their own)."""
     from core.recognize.crnn import load_crnn_dir, network_of
-    from core.recognize.ppocr import source
+    from core.recognize.networks import network
 
     rec = load_crnn_dir(src)
-    title = source(network_of(rec.model)).title
+    base = network(network_of(rec.model))
     rec.lm = None
     manifest = read_manifest(src)
     manifest.pop("created", None)
     trained_on = manifest.get("trained_on", {})
-    trained_on.update(labels="lines-ccby: " + ", ".join(LINES_CCBY_SETS) + " (all pages, split train)",
+    trained_on.update(labels="lines-ccby: " + ", ".join(p.parent.name for p in ccby_sets(ccby)) + " (all pages, split train)",
                       notes="never (evaluation only)")
     manifest.update(name=out.name, trained_on=trained_on, decoding={"beam": 0},
-                    license_note=f"{title} (Apache-2.0) fine-tuned on CC BY 4.0 lines, see models/README.md")
+                    license_note=f"{base.title}, {base.licence}, fine-tuned on CC BY 4.0 lines, see models/README.md")
     write_model_dir(out, manifest, rec.save)
     size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
     print(f"wrote {out} ({size:.1f} MB)")
@@ -75,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads while training")
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the trainer's)")
     ap.add_argument("--out", type=Path, default=SHIPPED_RECOGNIZER)
+    ap.add_argument("--lines-ccby", type=Path, default=Path("../shared/data/lines-ccby"),
+                    help="the CC BY 4.0 line sets, one folder per set with labels.jsonl (default: beside the checkout)")
     ap.add_argument("--fresh", action="store_true", help="do not resume an interrupted run")
     ap.add_argument("--package", type=Path, default=None, help="no training: ship this finished run to --out")
     args = ap.parse_args(argv)
@@ -82,16 +87,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.out} exists; models are never overwritten: move it away first", file=sys.stderr)
         return 2
     if args.package:
-        return package(args.package, args.out)
+        return package(args.package, args.out, args.lines_ccby)
 
     from core.train_recognizer import train_recognizer
 
     work = args.work or get_settings().home / "work" / "recognizer-base"
-    labels = write_labels(work)
+    labels = write_labels(work, args.lines_ccby)
     trained = train_recognizer(labels, base=args.base, max_minutes=args.minutes, out=work / "trained",
                                recipe={**RECIPE, **({"lr": args.lr} if args.lr else {})}, threads=args.threads, resume=not args.fresh,
                                progress=lambda info: print(json.dumps(info), flush=True))
-    return package(trained, args.out)
+    return package(trained, args.out, args.lines_ccby)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,16 @@ def inkscribe_home(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def store(inkscribe_home):
+    """A store in the test's own INKSCRIBE_HOME, closed afterwards."""
+    from core.store import Store
+
+    s = Store(inkscribe_home)
+    yield s
+    s.close()
+
+
+@pytest.fixture
 def notes_dir() -> Path:
     if not (NOTES / "labels.jsonl").exists():
         pytest.skip("../shared/data/notes is not present")

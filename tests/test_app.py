@@ -14,16 +14,8 @@ from test_review import FakeRecognizer, install_fakes, make_doc, page_image
 from core import dataset, jobs
 from core.modeldir import write_model_dir
 from core.settings import REPO_ROOT
-from core.store import Store
 
 APP = str(REPO_ROOT / "app.py")
-
-
-@pytest.fixture
-def store(inkscribe_home):
-    s = Store(inkscribe_home)
-    yield s
-    s.close()
 
 
 @pytest.fixture(autouse=True)
@@ -282,6 +274,14 @@ def test_evaluate_page_compares_and_shows_diffs_and_curve(store, monkeypatch, in
     assert at.multiselect(key="ev-models").value == ["default", "mine-v1 (active)"]
     at.button(key="ev-go").click().run()
     assert not at.exception
+    job = jobs.latest_job(store)  # scoring is a background job now, not a spinner in the server
+    assert job["kind"] == "evaluate" and job["status"] == "queued"
+    assert all("exact match" not in d.value.columns for d in at.dataframe)  # no scores before the job ran
+    assert job["params"]["labels"] == ["default", "mine-v1 (active)"]
+    assert any("Scoring models" in m.value for m in at.markdown)  # the job panel shows it
+    assert jobs.run_job(job["id"], store=store) == 0, jobs.job_status(store, job["id"])["error"]
+    at.run()
+    assert not at.exception
     scores = at.dataframe[0].value
     assert list(scores["CER"]) == [pytest.approx(2 / 9, abs=1e-3), 0.0]
     html = "".join(str(el.proto) for el in at.get("html"))
@@ -295,14 +295,14 @@ def test_export_page_markdown_holds_fixed_text(store):
     store.update_line(line["id"], text="my fixed words", status="confirmed")
     at = _open("export")
     assert not at.exception
+    assert len(at.get("download_button")) == 14  # 6 formats for all and for the one document, 2 dataset zips
+    at.toggle(key=f"preview-{doc}").set_value(True).run()
     assert any("my fixed words" in c.value for c in at.code)
-    assert len(at.get("download_button")) == 6
-    from core.export import page_xml_zip
-    from core.store import page_results
+    from core.interchange import export_bytes
 
-    with zipfile.ZipFile(io.BytesIO(page_xml_zip(page_results(store, doc)))) as zf:
-        (name,) = zf.namelist()
-        assert name == "notes/page-0001.xml" and "my fixed words" in zf.read(name).decode()
+    with zipfile.ZipFile(io.BytesIO(export_bytes(store, "page-xml", [doc]))) as zf:
+        assert sorted(zf.namelist()) == ["notes-p0001.png", "notes-p0001.xml"]
+        assert "my fixed words" in zf.read("notes-p0001.xml").decode()
 
 
 def test_upload_discard_and_several_files(store, inkscribe_home):
@@ -344,3 +344,28 @@ def test_sidebar_shows_running_job(store, no_workers):
     at = _open()
     assert any("Running:" in m.value for m in at.sidebar.markdown)
     assert dataset.stats(store)["totals"]["lines"] == 0
+
+
+def test_a_job_that_does_not_stop_can_be_stopped_now(store, no_workers):
+    """Cancel asks the worker to stop at a safe point; "Stop it now" ends a worker that does not answer."""
+    import subprocess
+    import sys
+    import time
+
+    make_doc(store, lines=4, confirm=True)
+    job_id = jobs.start_job(store, "train-recognizer", {"max_minutes": 0.1})
+    stubborn = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+                                 "signal.SIG_IGN); time.sleep(120)", "worker", str(job_id)])
+    try:
+        time.sleep(0.5)
+        with store.transaction() as c:
+            c.execute("UPDATE jobs SET status = 'running', pid = ? WHERE id = ?", (stubborn.pid, job_id))
+        at = _open("finetune")
+        at.button(key=f"cancel-{job_id}").click().run()
+        at.button(key=f"stop-{job_id}").click().run()
+        assert not at.exception
+        assert stubborn.poll() is not None  # ended although it ignores SIGTERM
+        assert jobs.job_status(store, job_id)["status"] == "cancelled"
+    finally:
+        stubborn.kill()
+        stubborn.wait()

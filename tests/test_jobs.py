@@ -21,13 +21,6 @@ from core.modeldir import write_model_dir
 from core.store import Store
 
 
-@pytest.fixture
-def store(inkscribe_home):
-    s = Store(inkscribe_home)
-    yield s
-    s.close()
-
-
 def _wait(store: Store, job_id: int, statuses: tuple[str, ...], timeout: float = 90.0) -> dict:
     end = time.time() + timeout
     while time.time() < end:

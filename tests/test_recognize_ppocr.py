@@ -13,7 +13,7 @@ import pytest
 from core.errors import ModelError
 from core.metrics import cer
 from core.modeldir import write_model_dir
-from core.recognize import crnn, load_recognizer, ppocr, registry, resolve_recognizer_spec
+from core.recognize import crnn, load_recognizer, networks, ppocr, registry, resolve_recognizer_spec
 from core.settings import SHIPPED_RECOGNIZER
 from core.train_recognizer import train_recognizer
 from tests.tiny_models import LINES16, render_line, write_labels
@@ -65,7 +65,8 @@ def test_every_output_row_keeps_its_character():
     model, alphabet = crnn.load_pretrained("ppocrv5")
     weight, _ = model.output_layer()
     assert weight.shape[1] == len(alphabet) + 1
-    entries = ppocr._package_file(ppocr.PPOCRV5, ppocr.PPOCRV5.dictionary).read_text(encoding="utf-8").split("\n")
+    v5 = networks.network("ppocrv5")
+    entries = v5.package_file(v5.alphabet).read_text(encoding="utf-8").split("\n")
     flags = [i for i, e in enumerate(entries[:-1]) if len(e) != 1]
     assert len(flags) == 10 and all(alphabet[i] == chr(ppocr.PRIVATE_USE + i) for i in flags)
     assert all(alphabet[i] == e for i, e in enumerate(entries[:-1]) if len(e) == 1)
@@ -143,7 +144,7 @@ def test_save_load_round_trip(tmp_path, pp):
     dest = write_model_dir(tmp_path / f"{network}-copy", {"kind": "recognizer", "engine": "crnn", "name": "copy"},
                            pp.save)
     config = json.loads((dest / "config.json").read_text())
-    assert config["pretrained"] == network and ppocr.source(network).install in config["architecture"]
+    assert config["pretrained"] == network and networks.network(network).requirement in config["architecture"]
     loaded = load_recognizer(str(dest))
     crops = [render_line("round trip"), render_line("x = 3")]
     assert [r.text for r in loaded.recognize(crops)] == [r.text for r in pp.recognize(crops)]
@@ -174,8 +175,8 @@ def test_fine_tune_from_ppocrv5_learns_a_character_it_lacked(tmp_path, cut):
 def test_missing_package_is_explained(monkeypatch, tmp_path, network, package):
     from types import SimpleNamespace
 
-    monkeypatch.setattr(ppocr.importlib.util, "find_spec", lambda name: None)
-    monkeypatch.setattr(ppocr, "sys", SimpleNamespace(prefix=str(tmp_path)))  # a venv without the target dir
+    monkeypatch.setattr(networks.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(networks, "sys", SimpleNamespace(prefix=str(tmp_path)))  # a venv without the target dir
     with pytest.raises(ModelError, match=rf"package {package} \(pip install"):
         ppocr.onnx_path(network)
     if network == "ppocrv6":

@@ -73,13 +73,6 @@ def make_doc(store: Store, name: str = "notes.pdf", pages: int = 1, lines: int =
     return doc
 
 
-@pytest.fixture
-def store(inkscribe_home):
-    s = Store(inkscribe_home)
-    yield s
-    s.close()
-
-
 def test_queue_orders_by_confidence_and_reading(store):
     doc = make_doc(store, lines=4)
     page = store.pages(doc)[0]

@@ -95,3 +95,26 @@ def test_page_results_round_trip():
     pages = page_results(store, doc)
     assert [ln.text for ln in pages[0].lines] == ["t0", "t1", "t2"]
     assert json.loads(json.dumps(pages[0].to_json()))["lines"][0]["text"] == "t0"
+
+
+def test_store_methods_compose_inside_one_callers_transaction(inkscribe_home):
+    """A store method inside `with store.transaction():` is a savepoint: all commit, or none."""
+    import pytest
+
+    from core.store import Store
+
+    store = Store(inkscribe_home)
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.create_document("a.pdf", "sha-a", "pdf", 1, "d", "r")
+            raise RuntimeError("the caller fails after the method committed its savepoint")
+    assert store.documents() == []
+    with store.transaction():
+        doc_id = store.create_document("b.pdf", "sha-b", "pdf", 1, "d", "r")
+        with pytest.raises(ValueError):
+            with store.transaction():
+                store.set_document_recognizer(doc_id, "x")
+                raise ValueError("inner step fails")
+        store.set_document_status(doc_id, "done")
+    (doc,) = store.documents()
+    assert (doc["name"], doc["status"], doc["recognizer"]) == ("b.pdf", "done", "r")

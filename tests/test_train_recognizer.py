@@ -40,7 +40,7 @@ def test_tiny_trocr_overfits_and_never_touches_its_base(tmp_path, labels16, inks
     assert out == inkscribe_home / "models" / "recognizer-v1"  # default: next version under models_dir
     assert _digest(base) == before
     manifest = json.loads((out / "inkscribe.json").read_text())
-    assert manifest["engine"] == "trocr" and manifest["kind"] == "recognizer"
+    assert manifest["engine"] == "encoder-decoder" and manifest["kind"] == "recognizer"  # its base says "trocr"
     assert manifest["trained_on"]["lines"] == 16 and manifest["trained_on"]["pages"] == 1
     assert manifest["metrics"]["val_cer"] <= 0.1 < manifest["metrics"]["base_val_cer"], manifest["metrics"]
     assert not (out.parent / f"{out.name}.work").exists()

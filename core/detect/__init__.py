@@ -15,7 +15,7 @@ from PIL import Image
 from core.errors import ModelError
 from core.geometry import bbox, clip_points, overlap_share
 from core.modeldir import is_model_dir, read_manifest
-from core.settings import SHIPPED_MODELS
+from core.settings import SHIPPED_MODELS, get_settings
 from core.types import Line
 
 
@@ -63,7 +63,7 @@ def drop_nested(lines: list[Line], share: float = NESTED_SHARE) -> list[Line]:
 
     Such a box is a fragment of that line (a word found on its own): reading both prints its
     words twice. On the notes' eval pages, the fine-tuned detector drew 36 such boxes among
-    824, 29 of them false (docs/bench-detection.md).
+    824, 29 of them false (docs/decisions/0007-detector.md).
     """
     def inside(a: Line, b: Line) -> bool:
         return overlap_share(a.points, b.points) >= share and overlap_share(b.points, a.points) < share
@@ -83,9 +83,12 @@ def available_detectors() -> list[str]:
 
 
 def resolve_detector_spec(spec: str | None) -> str:
-    """Map 'default' to the best engine this install has."""
-    spec = spec or "default"
+    """Map 'default' to the `detector` setting, or else the best engine this install has."""
+    spec = (spec or "default").strip()
     if spec == "default":
+        configured = (get_settings().default_detector or "default").strip()
+        if configured != "default":
+            return resolve_detector_spec(configured)
         return str(SHIPPED_DETECTOR) if is_model_dir(SHIPPED_DETECTOR) else "classical"
     if spec == "yolo":
         return str(SHIPPED_DETECTOR)

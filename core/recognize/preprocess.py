@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-DEFAULT_HEIGHT = 48  # english_g2 was trained at 64 px; 48 reads as well (CER +0.006) twice as fast
+DEFAULT_HEIGHT = 48  # `prepare`'s default; each network's own input height is in core.recognize.networks
 MAX_WIDTH = 2048  # ~28 characters per 64 px of height would already be an unusual line
 
 

