@@ -41,6 +41,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-base", action="store_true", help="do not score the untrained base")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (2 on a quiet 2-core machine)")
+    ap.add_argument("--pick", choices=["random", "first"], default="random",
+                    help="which labelled lines a size keeps: seeded random pages, or the first pages in file order")
+    ap.add_argument("--self-train", action="store_true", help="also learn from the other train pages, unlabelled")
     args = ap.parse_args()
     configure_process(threads=args.threads)
     from core.recognize import load_recognizer
@@ -61,7 +64,8 @@ def main() -> None:
         out = work / f"size-{size.strip()}-{tag}"
         start = time.perf_counter()
         path = train_recognizer(args.labels, "train", base=args.base, max_minutes=args.max_minutes, out=out,
-                                limit_lines=limit, seed=args.seed, recipe=recipe, resume=False,
+                                limit_lines=limit, seed=args.seed, recipe=recipe, resume=False, pick=args.pick,
+                                self_train=args.self_train,
                                 progress=lambda d: print(d["message"], file=sys.stderr, flush=True)
                                 if "message" in d else None)
         wall = time.perf_counter() - start
@@ -69,7 +73,8 @@ def main() -> None:
         rec = load_recognizer(str(path))
         score = evaluate_recognizer(rec, crops, texts)
         greedy = best_path_score(rec, crops, texts)
-        run = {"size": size.strip(), "train_lines": manifest["trained_on"]["lines"], "wall_s": round(wall, 1),
+        run = {"size": size.strip(), "pick": args.pick, "self_training": manifest.get("self_training"),
+               "train_lines": manifest["trained_on"]["lines"], "wall_s": round(wall, 1),
                "steps": manifest["metrics"]["steps"], "epochs": manifest["metrics"]["epochs"],
                "val_cer": manifest["metrics"]["val_cer"], "stopped": manifest["metrics"]["stopped"],
                "eval_cer": score["cer"], "eval_cer_4plus": score["cer_4plus"], "eval_exact": score["exact"],

@@ -174,11 +174,14 @@ def _train(args: argparse.Namespace, store, base: str, out: Path, progress) -> d
     from core.train_recognizer import train_recognizer
 
     if args.from_store:
+        if args.self_train:
+            raise InkscribeError("--self-train works with --labels for now (the app's own pages: not yet)")
         work = get_settings().home / "runs" / out.name
         return finetune_recognizer(store, work, out, base=base, max_minutes=args.max_minutes, progress=progress,
                                    options={"limit_lines": args.limit_lines} if args.limit_lines else None)
     model_dir = train_recognizer(args.labels, split=args.split, base=base, max_minutes=args.max_minutes, out=out,
-                                 progress=progress, resume=not args.no_resume, limit_lines=args.limit_lines)
+                                 progress=progress, resume=not args.no_resume, limit_lines=args.limit_lines,
+                                 pick=args.pick, self_train=args.self_train)
     result = {"model_dir": str(model_dir)}
     if not args.no_store:  # the app lists it on the Models page (never activated: no held-out lines of yours)
         result["model_id"] = register(store, Path(model_dir), base=base)
@@ -364,10 +367,23 @@ def build_parser() -> argparse.ArgumentParser:
                 "`inkscribe COMMAND --help` explains each command.")
     p.add_argument("--version", action="version", version=f"inkscribe {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands", parser_class=_Parser)
-    rec_help = MODEL_HELP.format(builtins="'ppocrv5', 'ppocrv6', 'ppocrv4', 'english_g2', ") + \
-        ", or (online only) a hub id such as microsoft/trocr-small-handwritten"
-    det_help = MODEL_HELP.format(builtins="'classical', ")
+    _add_reading(sub)
+    _add_training(sub)
+    _add_models(sub)
+    _add_moving(sub)
+    w = sub.add_parser("worker")  # started by the app for a background job; left out of the help on purpose
+    w.add_argument("job_id", type=int)
+    w.set_defaults(func=cmd_worker)
+    return p
 
+
+REC_HELP = MODEL_HELP.format(builtins="'ppocrv5', 'ppocrv6', 'ppocrv4', 'english_g2', ") + \
+    ", or (online only) a hub id such as microsoft/trocr-small-handwritten"
+DET_HELP = MODEL_HELP.format(builtins="'classical', ")
+
+
+def _add_reading(sub) -> None:
+    """app, digitize, detect."""
     a = sub.add_parser("app", help="start the app in the browser on this machine",
                        description="Start the Streamlit app (http://ADDRESS:PORT). There is no login: keep the "
                                    "address 127.0.0.1 unless everyone who can reach the port may read your notes.")
@@ -388,17 +404,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "pages separated by a blank line; json: pages with line polygons, text and confidence; "
                         "page-xml: a zip of PAGE 2019 files and page images; alto: one ALTO 4 file; "
                         "pdf: the page images with the text searchable (docs/FORMATS.md)")
-    d.add_argument("--detector", default="default", help=det_help)
-    d.add_argument("--recognizer", default="default", help=rec_help)
+    d.add_argument("--detector", default="default", help=DET_HELP)
+    d.add_argument("--recognizer", default="default", help=REC_HELP)
     d.add_argument("--no-store", action="store_true", help="do not keep the result in the store")
     d.set_defaults(func=cmd_digitize)
 
     t = sub.add_parser("detect", help="find text lines on page images")
     t.add_argument("images", nargs="+", metavar="PAGE_IMAGE")
-    t.add_argument("--detector", default="default", help=det_help)
+    t.add_argument("--detector", default="default", help=DET_HELP)
     t.add_argument("--json", action="store_true", help="print boxes as JSON")
     t.set_defaults(func=cmd_detect)
 
+
+def _add_training(sub) -> None:
+    """train, train-detector, evaluate, evaluate-detector."""
     tr = sub.add_parser("train", help="fine-tune the recognizer (a new model; the base is never changed)",
                         description="Fine-tune on a labels file, or on the lines you confirmed in the app "
                                     "(--from-store: scored on your held-out lines, listed on the Models page, and "
@@ -406,29 +425,38 @@ def build_parser() -> argparse.ArgumentParser:
     src = tr.add_mutually_exclusive_group(required=True)
     src.add_argument("--labels", help="labels.jsonl (pages with line polygons and texts)")
     src.add_argument("--from-store", action="store_true", help="train on the store's confirmed lines")
-    _training_flags(tr, "recognizer", rec_help)
-    tr.add_argument("--limit-lines", type=int, help="learn from at most this many lines")
+    _training_flags(tr, "recognizer", REC_HELP)
+    tr.add_argument("--limit-lines", type=int, help="learn from at most this many labelled lines")
+    tr.add_argument("--pick", choices=["first", "random"], default="first",
+                    help="with --labels and --limit-lines: the first pages in file order (what a user corrects first; "
+                         "default) or pages in seeded random order")
+    tr.add_argument("--self-train", action="store_true",
+                    help="with --labels: also learn from the split's other pages, unlabelled (their boxes, never their "
+                         "texts): a teacher's confident readings of them, vetted (docs/decisions/0010-self-training.md)")
     tr.add_argument("--no-store", action="store_true", help="with --labels: do not list the model in the store")
     tr.set_defaults(func=cmd_train)
 
     td = sub.add_parser("train-detector", help="fine-tune the line detector (a new model; the base is never changed)")
     td.add_argument("--labels", required=True, help="labels.jsonl (pages with line polygons and texts)")
-    _training_flags(td, "detector", det_help)
+    _training_flags(td, "detector", DET_HELP)
     td.set_defaults(func=cmd_train_detector)
 
     e = sub.add_parser("evaluate", help="CER/WER of recognizers on labelled lines (JSON on stdout)")
     e.add_argument("--labels", required=True)
     e.add_argument("--split", default="eval")
-    e.add_argument("--recognizer", action="append", help="repeatable; " + rec_help)
+    e.add_argument("--recognizer", action="append", help="repeatable; " + REC_HELP)
     e.add_argument("--limit", type=int, help="only the first N lines (quick checks)")
     e.set_defaults(func=cmd_evaluate)
 
     ed = sub.add_parser("evaluate-detector", help="line detection precision/recall/F1 at IoU 0.5 (JSON on stdout)")
     ed.add_argument("--labels", required=True)
     ed.add_argument("--split", default="eval")
-    ed.add_argument("--detector", action="append", help="repeatable; " + det_help)
+    ed.add_argument("--detector", action="append", help="repeatable; " + DET_HELP)
     ed.set_defaults(func=cmd_evaluate_detector)
 
+
+def _add_models(sub) -> None:
+    """models list | export | import."""
     m = sub.add_parser("models", help="the models you have (list, export, import)")
     msub = m.add_subparsers(dest="models_command", required=True, metavar="ACTION", parser_class=_Parser)
     ml = msub.add_parser("list", help="shipped defaults and the store's models; * marks the active ones")
@@ -450,6 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     mi.add_argument("zip", metavar="ZIP", help="the model zip")
     mi.set_defaults(func=cmd_models_import)
 
+
+def _add_moving(sub) -> None:
+    """import, export: moving documents in and out (docs/FORMATS.md)."""
     im = sub.add_parser("import", help="import PAGE-XML, ALTO or labelled lines into the store (as confirmed lines)",
                         description="Import a PAGE-XML (2013/2019) or ALTO (v2-v4) file, a folder or a zip of them "
                                     "with their page images (as Transkribus and eScriptorium export), a searchable "
@@ -468,11 +499,6 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("-o", "--output", required=True, metavar="OUT", help="the file to write (atomically)")
     ex.add_argument("--document", type=int, action="append", metavar="ID", help="repeatable; default: all documents")
     ex.set_defaults(func=cmd_export)
-
-    w = sub.add_parser("worker")  # started by the app for a background job; left out of the help on purpose
-    w.add_argument("job_id", type=int)
-    w.set_defaults(func=cmd_worker)
-    return p
 
 
 def _training_flags(parser: argparse.ArgumentParser, what: str, model_help: str) -> None:

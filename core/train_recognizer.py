@@ -62,17 +62,29 @@ def train_recognizer(
     recipe: dict | None = None,
     threads: int | None = None,
     device: str | None = None,
+    pick: str = "random",
+    self_train: bool = False,
+    extra_train: list[Sample] | None = None,
+    provenance: dict | None = None,
 ) -> Path:
     """Fine-tune `base` on `labels` (split `split`) for at most `max_minutes`; returns the new model dir.
 
     `should_stop()` ends training early: the best weights so far are saved as usual (if no
     validation has happened yet, CancelledError is raised and the checkpoint kept for resume).
-    `device` (None: the `device` setting) is where it trains (`training_device`).
+    `device` (None: the `device` setting) is where it trains (`training_device`). `pick` chooses the
+    `limit_lines` labelled lines (`core.train.data.PICKS`); `self_train` also learns from the split's
+    other pages, unlabelled (`core.train.selftrain`), which is how it calls this again with
+    `extra_train` (pseudo-labelled lines, training only) and `provenance` (added to the manifest).
     """
+    if self_train:
+        from core.train.selftrain import self_train as run_self_training
+
+        return run_self_training(labels, _output_dir(out, base), max_minutes, progress, should_stop, split=split,
+                                 base=base, resume=resume, val_fraction=val_fraction, limit_lines=limit_lines,
+                                 seed=seed, recipe=recipe, threads=threads, device=device, pick=pick)
     t0 = time.monotonic()  # the budget covers the whole call, loading torch included
     import torch
 
-    from core.modeldir import write_model_dir
     from core.recognize.registry import engine_of, resolve
     from core.settings import configure_process
 
@@ -89,7 +101,8 @@ def train_recognizer(
     out = _output_dir(out, resolved)
 
     report({"message": "cutting line crops"})
-    data = load_samples(labels, split, val_fraction, limit_lines, seed)
+    data = load_samples(labels, split, val_fraction, limit_lines, seed, pick)
+    data.train += extra_train or []
     rec = {**default_recipe(resolved), **(recipe or {})}
     val = validation_lines(data, int(rec["val_lines"]), seed)
     torch.manual_seed(seed)
@@ -98,7 +111,9 @@ def train_recognizer(
 
     optim = configure_optimizer(adapter, rec, accelerator)
     signature = {"labels": str(Path(labels).resolve()), "split": split, "base": resolved, "limit_lines": limit_lines,
-                 "seed": seed, "val_fraction": val_fraction, "recipe": rec, "alphabet_added": adapter.added}
+                 "seed": seed, "val_fraction": val_fraction, "recipe": rec, "alphabet_added": adapter.added,
+                 **({"pick": pick} if pick != "random" else {}),
+                 **({"extra_train": len(extra_train)} if extra_train else {})}
     checkpoint = Checkpoint(out.parent / f"{out.name}.work", signature)
     state, best = checkpoint.restore(adapter.model, optim, resume, report)
     run = Run(adapter, data, val, rec, optim, accelerator, state, best, checkpoint, report,
@@ -106,16 +121,26 @@ def train_recognizer(
     run.validate_base()
     run.train(TimeBudget.start(t0, max_minutes, state.elapsed))
     run.finish()
+    source = {"labels": str(Path(labels).resolve()), "split": split, "limit_lines": limit_lines, "seed": seed,
+              "pick": pick}
+    return _save(run, out, resolved, source, not_learnable, device, t0, checkpoint, provenance)
+
+
+def _save(run: Run, out: Path, resolved: str, source: dict, not_learnable: list[str], device: str, t0: float,
+          checkpoint: Checkpoint, provenance: dict | None) -> Path:
+    """After the last step: fit the decoder, write the model directory, drop the checkpoint."""
+    from core.modeldir import write_model_dir
+
+    state, report = run.state, run.report
     if run.cancelled and not state.history:
         raise CancelledError(f"training stopped before the first validation; resume with the same output {out}")
     if state.step == 0 and not run.cancelled:
         report({"message": "the time budget ran out before the first training step (loading the model and reading "
                            "the validation lines used it); the saved model is the base network. Give it more minutes."})
-    adapter.fit_decoder(data, val, run.best, tune=not run.cancelled, deadline=run.budget.decoder_deadline,
-                        report=report)
-    manifest = _manifest(run, out, resolved, {"labels": str(Path(labels).resolve()), "split": split,
-                                              "limit_lines": limit_lines, "seed": seed}, not_learnable, device, t0)
-    path = write_model_dir(out, manifest, lambda tmp: adapter.save(tmp, run.best))
+    run.adapter.fit_decoder(run.data, run.val, run.best, tune=not run.cancelled, deadline=run.budget.decoder_deadline,
+                            report=report)
+    manifest = {**_manifest(run, out, resolved, source, not_learnable, device, t0), **(provenance or {})}
+    path = write_model_dir(out, manifest, lambda tmp: run.adapter.save(tmp, run.best))
     checkpoint.discard()
     report({"message": f"saved {path} (validation CER {state.best_cer:.3f}, base {state.base_cer:.3f})",
             "val_cer": state.best_cer, "best_val_cer": state.best_cer})
@@ -163,7 +188,7 @@ def _manifest(run: Run, out: Path, resolved: str, source: dict, not_learnable: l
         "trained_on": {"labels": source["labels"], "split": source["split"], "lines": len(data.train),
                        "pages": data.train_pages, "val_lines": len(run.val), "val_pages": data.val_pages,
                        "skipped_empty": data.skipped_empty, "skipped_unreadable": data.skipped_unreadable,
-                       "limit_lines": source["limit_lines"], "seed": source["seed"]},
+                       "limit_lines": source["limit_lines"], "seed": source["seed"], "pick": source["pick"]},
         "metrics": {"val_cer": state.best_cer, "base_val_cer": state.base_cer,
                     "train_seconds": round(state.elapsed, 1), "wall_seconds": round(time.monotonic() - t0, 1),
                     "set_aside_for_finish_s": round(run.budget.reserved, 1),

@@ -2,6 +2,11 @@
 
 Crops are cut with `core.geometry.crop_line`, exactly as at inference. Validation uses whole
 held-out PAGES: lines of one page look alike, so a line split would flatter the score.
+
+Which labelled lines a run keeps (`PICKS`, with `limit_lines`): `random` pages in seeded random
+order (the learning curve's slices), or `first`, the first pages in file order — what a user who
+corrects the pages in front of them gives. The split's pages a run does not keep are its
+unlabelled `pool` (their boxes, never their texts), which self-training reads.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ class Sample:
     page: str
 
 
+PICKS = ("random", "first")
+
+
 @dataclass
 class DataSplit:
     train: list[Sample]
@@ -29,22 +37,49 @@ class DataSplit:
     skipped_empty: int = 0
     skipped_unreadable: int = 0
     problems: list[str] = field(default_factory=list)
+    pool: list = field(default_factory=list)  # LabelPages of the split the run keeps no label of (self-training)
 
 
-def load_samples(labels: str | Path, split: str, val_fraction: float, limit_lines: int | None, seed: int) -> DataSplit:
-    """Train/val samples from a labels file; validation pages are held out whole."""
+def _held_out(order: list, val_fraction: float) -> int:
+    """How many of these pages validation takes: a share, at least one, never all."""
+    if len(order) >= 2 and val_fraction > 0:
+        return min(len(order) - 1, max(1, round(val_fraction * len(order))))
+    return 0
+
+
+def _first_pages(pages: list, limit_lines: int | None) -> tuple[list, list]:
+    """(kept, pool): pages in file order up to `limit_lines` labelled lines (the last page cut there)."""
+    if not limit_lines:
+        return list(pages), []
+    kept, count = [], 0
+    for n, page in enumerate(pages):
+        if count >= limit_lines:
+            return kept, list(pages[n:])
+        lines = [ln for ln in page.lines if ln.text.strip()][: limit_lines - count]
+        count += len(lines)
+        kept.append(type(page)(page.image_path, page.doc, page.split, lines))
+    return kept, []
+
+
+def load_samples(labels: str | Path, split: str, val_fraction: float, limit_lines: int | None, seed: int,
+                 pick: str = "random") -> DataSplit:
+    """Train/val samples from a labels file; validation pages are held out whole (see `PICKS`)."""
     from core.geometry import crop_line
     from core.ingest import load_image
     from core.labels import read_labels
 
+    if pick not in PICKS:
+        raise BadInputError(f"unknown pick {pick!r} (known: {', '.join(PICKS)})")
     pages = sorted(read_labels(labels, split=split), key=lambda p: str(p.image_path))
     problems = list(getattr(pages, "problems", []))
     rng = random.Random(seed)
+    pool: list = []
+    if pick == "first":
+        pages, pool = _first_pages(pages, limit_lines)
+        limit_lines = None
     order = list(pages)
     rng.shuffle(order)
-    n_val = 0
-    if len(order) >= 2 and val_fraction > 0:
-        n_val = min(len(order) - 1, max(1, round(val_fraction * len(order))))
+    n_val = _held_out(order, val_fraction)
     val_pages, train_pages = order[:n_val], order[n_val:]
     empty = unreadable = 0
 
@@ -77,6 +112,8 @@ def load_samples(labels: str | Path, split: str, val_fraction: float, limit_line
     train = cut(train_pages)
     if limit_lines:
         train = train[:limit_lines]  # pages are already in seeded random order
+        kept = {s.page for s in train}
+        pool = [p for p in train_pages if p.image_path.name not in kept]
     val = cut(val_pages)
     if not train:
         raise BadInputError(
@@ -87,7 +124,8 @@ def load_samples(labels: str | Path, split: str, val_fraction: float, limit_line
     if not val:  # a single page: validate on what we train on, and say so
         val = list(train)
         problems.append("only one usable page: validation reuses the training lines")
-    return DataSplit(train, val, used_pages, len({s.page for s in val}) if n_val else 0, empty, unreadable, problems)
+    return DataSplit(train, val, used_pages, len({s.page for s in val}) if n_val else 0, empty, unreadable, problems,
+                     pool)
 
 
 def validation_lines(data: DataSplit, cap: int, seed: int) -> list[Sample]:

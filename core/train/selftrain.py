@@ -1,0 +1,119 @@
+"""Self-training: learn the hand from the writer's unlabelled lines as well as the corrected ones.
+
+A teacher is fine-tuned on the labelled lines for part of the time budget, reads the unlabelled
+pool (line boxes only, never their texts), and its most confident readings join the labelled
+lines for the rest of the budget, in a student that starts from the teacher. Readings are vetted
+first: empty ones, unsure ones and a string that comes back again and again (self-training's
+known collapse) are left out, and the training log says how many. Validation stays on labelled
+pages only, so the student keeps the teacher's weights unless it reads those pages better.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from core.train.adapter import Progress
+from core.train.data import Sample
+
+TEACHER_SHARE = 0.45  # of the budget: the teacher's fine-tune
+READ_SHARE = 0.2  # of the budget, at most: reading the pool (a random part of it when it is large)
+KEEP_SHARE = 0.6  # the most confident share of the pool's readings that the student learns from
+COLLAPSE_SHARE = 0.03  # a reading on more than this share of the kept lines (and on 5+) is a collapse
+READ_CHUNK = 64
+
+
+def pool_crops(pages: Sequence, rng: random.Random) -> list[Sample]:
+    """Every boxed line of the pool pages as a crop with no text, in seeded random order."""
+    from core.errors import BadInputError
+    from core.geometry import crop_line
+    from core.ingest import load_image
+
+    out = []
+    for page in pages:
+        try:
+            rgb = load_image(page.image_path)
+        except BadInputError:
+            continue
+        for line in page.lines:
+            try:
+                crop = crop_line(rgb, line.points)
+            except ValueError:
+                continue
+            if crop.width >= 2 and crop.height >= 2:
+                out.append(Sample(crop, "", page.image_path.name))
+    rng.shuffle(out)
+    return out
+
+
+def vet(readings: Sequence[tuple[Sample, str, float]], keep_share: float = KEEP_SHARE) -> tuple[list[Sample], dict]:
+    """The readings worth learning from: non-empty, among the most confident, no collapsed string."""
+    found = [(s, t.strip(), c) for s, t, c in readings if t.strip()]
+    found.sort(key=lambda r: -r[2])
+    kept = found[: round(keep_share * len(found))]
+    counts = Counter(t for _, t, _ in kept)
+    collapsed = {t for t, n in counts.items() if n >= 5 and n > COLLAPSE_SHARE * len(kept)}
+    learned = [Sample(s.crop, t, s.page) for s, t, _ in kept if t not in collapsed]
+    stats = {"read": len(readings), "empty": len(readings) - len(found), "unsure": len(found) - len(kept),
+             "collapsed": sorted(collapsed), "collapsed_lines": len(kept) - len(learned), "learned": len(learned),
+             "min_confidence": round(kept[-1][2], 4) if kept else None}
+    return learned, stats
+
+
+def read_pool(recognizer, crops: Sequence[Sample], deadline: float,
+              should_stop: Callable[[], bool]) -> list[tuple[Sample, str, float]]:
+    """The teacher's reading of as much of the pool as the deadline allows (the crops are in random order)."""
+    out = []
+    for start in range(0, len(crops), READ_CHUNK):
+        if time.monotonic() >= deadline or should_stop():
+            break
+        chunk = crops[start : start + READ_CHUNK]
+        out += [(s, r.text, r.confidence) for s, r in zip(chunk, recognizer.recognize([s.crop for s in chunk]),
+                                                            strict=True)]
+    return out
+
+
+def self_train(labels: str | Path, out: Path, max_minutes: float, progress: Progress | None = None,
+               should_stop: Callable[[], bool] | None = None, **train_kwargs) -> Path:
+    """Teacher on the labelled lines, pseudo-labels on the pool, student on both; returns the student's dir.
+
+    `train_kwargs` go to both fine-tunes (split, base, pick, limit_lines, seed, ...); the whole run
+    keeps to `max_minutes`, reading the pool included.
+    """
+    from core.recognize import resolve_recognizer_spec
+    from core.recognize.registry import clear_cache, load
+    from core.train.data import load_samples
+    from core.train_recognizer import train_recognizer
+
+    t0 = time.monotonic()
+    report = progress or (lambda _d: None)
+    stop = should_stop or (lambda: False)
+    out = Path(out).expanduser().resolve()
+    teacher_dir = out.parent / f".{out.name}.teacher"
+    shutil.rmtree(teacher_dir, ignore_errors=True)  # a crashed run's teacher is trained again
+    report({"message": "self-training: the teacher learns the labelled lines first"})
+    train_recognizer(labels, out=teacher_dir, max_minutes=max_minutes * TEACHER_SHARE, progress=report,
+                     should_stop=stop, **train_kwargs)
+    try:
+        data = load_samples(labels, train_kwargs.get("split", "train"), train_kwargs.get("val_fraction", 0.1),
+                            train_kwargs.get("limit_lines"), train_kwargs.get("seed", 0), train_kwargs.get("pick", "random"))
+        crops = pool_crops(data.pool, random.Random(train_kwargs.get("seed", 0)))
+        deadline = t0 + 60 * max_minutes * (TEACHER_SHARE + READ_SHARE)
+        readings = read_pool(load(str(teacher_dir)), crops, deadline, stop)
+        learned, stats = vet(readings)
+        stats.update(pool_pages=len(data.pool), pool_lines=len(crops))
+        report({"message": f"self-training: read {stats['read']} of {len(crops)} unlabelled lines; learning from "
+                           f"{stats['learned']} (left out: {stats['empty']} empty, {stats['unsure']} unsure, "
+                           f"{stats['collapsed_lines']} collapsed {stats['collapsed']})"})
+        left = max_minutes - (time.monotonic() - t0) / 60
+        base = resolve_recognizer_spec(train_kwargs.get("base", "default"))  # the student's manifest names it
+        kwargs = {**train_kwargs, "base": str(teacher_dir)}
+        return train_recognizer(labels, out=out, max_minutes=max(left, 0.05), progress=report, should_stop=stop,
+                                extra_train=learned, provenance={"self_training": stats, "base": base}, **kwargs)
+    finally:
+        clear_cache()
+        shutil.rmtree(teacher_dir, ignore_errors=True)

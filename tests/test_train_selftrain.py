@@ -1,0 +1,64 @@
+"""Which labelled lines a run keeps (`pick`), and self-training on the pages it keeps no label of."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from core.train.data import Sample, load_samples
+from core.train.selftrain import vet
+from core.train_recognizer import train_recognizer
+from tests.tiny_models import LINES16, write_labels
+
+
+@pytest.fixture(scope="module")
+def four_pages(tmp_path_factory) -> Path:
+    """Four pages of four lines each; file order p0, p1, p2, p3."""
+    return write_labels(tmp_path_factory.mktemp("four"), [LINES16[i : i + 4] for i in range(0, 16, 4)])
+
+
+def test_first_keeps_the_first_lines_in_file_order_and_pools_the_rest(four_pages):
+    data = load_samples(four_pages, "train", 0.0, 6, 0, pick="first")
+    assert [s.text for s in data.train] == LINES16[:6]  # page p0 whole, then p1 cut at the sixth line
+    assert [p.image_path.name for p in data.pool] == ["p2.png", "p3.png"]
+    with_val = load_samples(four_pages, "train", 0.5, 8, 0, pick="first")
+    assert {s.page for s in with_val.train} | {s.page for s in with_val.val} == {"p0.png", "p1.png"}
+    assert len(with_val.val) == 4 and len(with_val.train) == 4  # one of the two kept pages validates
+
+
+def test_random_pools_the_pages_it_keeps_no_line_of(four_pages):
+    data = load_samples(four_pages, "train", 0.0, 4, 0, pick="random")
+    kept = {s.page for s in data.train}
+    assert len(data.train) == 4 and len(kept) == 1
+    assert sorted(p.image_path.name for p in data.pool) == sorted({"p0.png", "p1.png", "p2.png", "p3.png"} - kept)
+
+
+def _reading(text: str, confidence: float) -> tuple[Sample, str, float]:
+    return Sample(Image.new("RGB", (40, 10), "white"), "", "p.png"), text, confidence
+
+
+def test_vetting_leaves_out_empty_unsure_and_collapsed_readings():
+    readings = ([_reading(f"line {i}", 0.9 + i / 1000) for i in range(40)] + [_reading("", 0.0)] * 5
+                + [_reading("the same", 0.99)] * 6 + [_reading(f"unsure {i}", 0.2) for i in range(30)])
+    learned, stats = vet(readings, keep_share=0.6)
+    texts = [s.text for s in learned]
+    assert "the same" not in texts and stats["collapsed"] == ["the same"] and stats["collapsed_lines"] == 6
+    assert stats["empty"] == 5 and not any(t.startswith("unsure") for t in texts)
+    assert stats["learned"] == len(learned) == 40 and all(s.text for s in learned)
+
+
+def test_self_training_learns_from_pseudo_labels_within_the_budget(tmp_path, four_pages):
+    events: list[dict] = []
+    recipe = {"augment": 0, "patience": 1000, "batch_size": 8, "lr": 1e-3, "max_steps": 12, "val_every_steps": 6}
+    out = train_recognizer(four_pages, base="english_g2", max_minutes=1.5, out=tmp_path / "student", pick="first",
+                           limit_lines=8, val_fraction=0.5, self_train=True, progress=events.append, recipe=recipe)
+    manifest = json.loads((out / "inkscribe.json").read_text())
+    stats = manifest["self_training"]
+    assert stats["pool_pages"] == 2 and stats["pool_lines"] == 8 and stats["read"] == 8
+    assert manifest["trained_on"]["lines"] == 4 + stats["learned"]  # labelled lines + the vetted pseudo-labels
+    assert manifest["base"] == "english_g2" and manifest["trained_on"]["pick"] == "first"
+    assert not list(tmp_path.glob(".student.teacher*"))  # the teacher is gone
+    assert any("self-training: read 8 of 8 unlabelled lines" in e.get("message", "") for e in events)
