@@ -37,11 +37,8 @@ def _active_row(kind: str, store: Store | None):
         return store.active_model(kind)
     if not get_settings().db_path.exists():  # no store yet, so nothing is active (and nothing is created)
         return None
-    store = Store()
-    try:
+    with Store() as store:
         return store.active_model(kind)
-    finally:
-        store.close()
 
 
 def resolve(spec: str | None, kind: str, store: Store | None = None) -> str:

@@ -150,8 +150,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from core.settings import get_settings
     from core.store import Store
 
-    store = Store()
-    try:
+    with Store() as store:
         base = _spec(args.base, "recognizer", store)
         resolve(base, "recognizer")  # an unknown base fails before any work
         out = Path(args.out).expanduser().resolve() if args.out else next_version_dir(get_settings().models_dir,
@@ -161,8 +160,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             result = _train(args, store, base, out, progress)
         finally:
             progress.close()
-    finally:
-        store.close()
     _say_loaded("base recognizer", resolve(base, "recognizer"))
     print(json.dumps(result, indent=1))
     return 0
@@ -233,11 +230,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     from core.catalog import list_models
     from core.store import Store
 
-    store = Store()
-    try:
+    with Store() as store:
         rows = list_models(store)
-    finally:
-        store.close()
     if args.json:
         print(json.dumps({"models": rows}, indent=1))
         return 0
@@ -257,11 +251,8 @@ def cmd_models_export(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     _check_output(out)
-    store = Store()
-    try:
+    with Store() as store:
         path, manifest = resolve_model(store, args.model)
-    finally:
-        store.close()
     print(json.dumps(export_model(path, out, manifest), ensure_ascii=False, indent=1))
     return 0
 
@@ -271,11 +262,8 @@ def cmd_models_import(args: argparse.Namespace) -> int:
     from core.model_transfer import import_model
     from core.store import Store
 
-    store = Store()
-    try:
+    with Store() as store:
         result = import_model(args.zip, store)
-    finally:
-        store.close()
     print(json.dumps(result, ensure_ascii=False, indent=1))
     return 0
 
@@ -291,11 +279,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     from core.interchange import import_path
     from core.store import Store
 
-    store = Store()
-    try:
+    with Store() as store:
         summary = import_path(store, args.path)
-    finally:
-        store.close()
     print(json.dumps(summary.to_json(), ensure_ascii=False, indent=1))
     return 0
 
@@ -307,11 +292,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     _check_output(out)
-    store = Store()
-    try:
+    with Store() as store:
         result = export_file(store, args.format, out, args.document or None)
-    finally:
-        store.close()
     print(json.dumps(result, indent=1))
     return 0
 

@@ -191,6 +191,12 @@ class Store:
     def close(self) -> None:
         self.conn.close()
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def query(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
         return self.conn.execute(sql, params).fetchall()
 
