@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from core.atomic import write_atomic
 from core.errors import InkscribeError
 
 FORMAT_BY_SUFFIX = {".md": "md", ".markdown": "md", ".txt": "txt", ".json": "json", ".xml": "alto", ".pdf": "pdf",
@@ -30,22 +31,6 @@ def _check_output(path: Path) -> None:
             if not parent.is_dir():
                 raise InkscribeError(f"{parent}: is a file, so {path.name} cannot be written inside it")
             break
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write the whole output or nothing: temp file beside it, then rename."""
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A short temp name: a long output name plus a suffix could exceed the file system's name limit.
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".inkscribe-", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _tqdm_progress(desc: str):
@@ -101,7 +86,7 @@ def cmd_digitize(args: argparse.Namespace) -> int:
         for warning in page.warnings:
             print(f"warning: {page.source} page {page.page}: {warning}", file=sys.stderr)
     if fmt in ("page-xml", "alto", "pdf"):  # with the page images: from the store, else rendered again
-        from core.interchange import digitized_pages, write_atomic, write_export
+        from core.interchange import digitized_pages, write_export
 
         exported = digitized_pages(docs, store)
         if args.output:
@@ -111,7 +96,7 @@ def cmd_digitize(args: argparse.Namespace) -> int:
     else:
         text = render(pages, fmt)
         if args.output:
-            _write_atomic(Path(args.output), text)
+            write_atomic(Path(args.output), lambda fh: fh.write(text.encode("utf-8")))
         else:
             sys.stdout.write(text)
     _say_loaded("detector", engines.detector_spec)  # once all went well: a bad input stays one line

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from core import dataset
+from core.atomic import write_atomic
 from core.errors import BadInputError
 from core.formats import ExportPage, ParsedPage, safe_stem
 from core.geometry import bbox
@@ -213,18 +213,6 @@ def export_file(store: Store, fmt: str, out: str | Path, doc_ids: Sequence[int] 
     write_atomic(out, write)
     counts = {"documents": len({p.doc_stem for p in pages}), "pages": len(pages)} if pages else {}
     return {"path": str(out), "format": fmt, **counts, "bytes": out.stat().st_size}
-
-
-def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """The whole file or nothing: write beside it under a temporary name, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".inkscribe-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
 
 
 # -- import -----------------------------------------------------------------------------------

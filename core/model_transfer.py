@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from core.atomic import write_atomic
 from core.errors import BadInputError, InkscribeError, ModelError
 from core.modeldir import MANIFEST, next_version_dir, read_manifest, write_model_dir
 from core.recognize.networks import CTC, ENCODER_DECODER, family_of
@@ -83,14 +84,7 @@ def export_model(model_dir: str | Path, out_zip: str | Path, manifest: dict | No
     model_dir, out = Path(model_dir), Path(out_zip)
     manifest = manifest if manifest is not None else read_manifest(model_dir)
     files = _model_files(model_dir, manifest)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".inkscribe-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            _write_zip(fh, model_dir.name, manifest, files)
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_atomic(out, lambda fh: _write_zip(fh, model_dir.name, manifest, files))
     return {"path": str(out), "bytes": out.stat().st_size, "kind": manifest.get("kind"),
             "name": manifest.get("name") or model_dir.name, "files": [MANIFEST, *(f.name for f in files)]}
 
