@@ -170,7 +170,7 @@ def _truth(line: dict, labels: dict[str, dict]) -> str:
 
 def _go(page, url: str, heading: str) -> None:
     page.goto(url)
-    page.get_by_role("heading", name=heading, exact=True).first.wait_for(timeout=30_000)
+    page.get_by_role("heading", name=heading, exact=True).first.wait_for(timeout=90_000)  # a page can be slow while a job ends on a busy 2-core CPU
     page.wait_for_timeout(500)
 
 
