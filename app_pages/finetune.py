@@ -7,6 +7,7 @@ import streamlit as st
 from app_pages.ui import detector_options, get_store, job_panel, recognizer_options
 from core import dataset, jobs, review
 from core.errors import InkscribeError
+from core.finetune import self_training_helps
 
 store = get_store()
 st.title("Fine-tune on your handwriting")
@@ -21,6 +22,9 @@ fc = review.forecast(store, t["train"])
 more = st.number_input("Forecast: with this many more confirmed lines", 0, 100_000, 200, 50, key="ft-more")
 fm = review.forecast(store, t["train"] + int(more))
 st.caption(f"Now: {fc['message']}. With {int(more)} more: {fm['message']}." if fc["ok"] else fc["message"] + ".")
+st.caption("What the order of corrections buys, measured on one writer's notes (docs/decisions/0011): 250 lines "
+           "taken from **what to fix next** (Dataset page) plus self-training read new pages at 7.8 % character "
+           "error, against 11.1 % for the first 250 lines of the first pages alone and 6.5 % with all 3,284 lines.")
 
 with st.form("ft-recognizer"):
     st.subheader("Recognizer")
@@ -29,12 +33,19 @@ with st.form("ft-recognizer"):
     minutes = st.number_input("Time budget (minutes)", 0.1, 240.0, 15.0, 1.0, key="ft-minutes",
                               help="The whole fine-tune (loading, training, choosing the decoder) takes about this long; "
                                    "it keeps the best model so far. Give it a few minutes at least.")
+    pool = dataset.pool_size(store)
+    self_train = st.checkbox(
+        "Also learn from your unchecked lines (self-training)", self_training_helps(t["train"], pool), key="ft-self-train",
+        help=f"A first model reads your {pool} unchecked lines outside the held-out pages; its most confident readings "
+             "join your confirmed lines for the rest of the time budget (their texts as shown are never used). On by "
+             "default when there are enough of them to help. Like every fine-tune, the result is never made active if "
+             "it reads your held-out lines worse.")
     with st.expander("Advanced"):
         limit = st.number_input("Use at most this many lines (0 = all)", 0, 1_000_000, 0, 100, key="ft-limit")
     go = st.form_submit_button("Fine-tune", type="primary", disabled=active is not None or not t["train"])
 if go:
     try:
-        params = {"base": recs[base], "max_minutes": float(minutes)}
+        params = {"base": recs[base], "max_minutes": float(minutes), "self_train": bool(self_train)}
         if limit:
             params["limit_lines"] = int(limit)
         job_id = jobs.start_job(store, "train-recognizer", params)

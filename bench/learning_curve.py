@@ -21,6 +21,7 @@ from devdata import NOTES_LABELS as NOTES
 
 from core.evaluate import evaluate_recognizer, load_line_set, score_lines
 from core.settings import configure_process
+from core.train.data import PICKS
 
 
 def best_path_score(rec, crops, texts) -> dict:
@@ -28,6 +29,41 @@ def best_path_score(rec, crops, texts) -> dict:
     if not hasattr(rec, "decode"):
         return {"cer": None, "cer_4plus": None}
     return score_lines(texts, [rec.decode(f, {"beam": 0}).text for f in rec.all_frame_probs(crops)])
+
+
+def fine_tune_and_score(labels: str, eval_set: tuple, out: Path, *, base: str, max_minutes: float,
+                        limit_lines: int | None, seed: int, recipe: dict, pick: str, self_train: bool,
+                        transductive: bool = False) -> dict:
+    """One time-boxed fine-tune on the train split, scored on `eval_set` (crops, texts); what a table row needs.
+
+    `transductive`: the eval pages (boxes only) join the self-training pool, as in the app, where
+    the pages to be read are among the user's unconfirmed ones.
+    """
+    from core.recognize import load_recognizer
+    from core.train_recognizer import train_recognizer
+
+    crops, texts = eval_set
+    start = time.perf_counter()
+    path = train_recognizer(labels, "train", base=base, max_minutes=max_minutes, out=out, limit_lines=limit_lines,
+                            seed=seed, recipe=recipe, resume=False, pick=pick, self_train=self_train,
+                            pool=labels if self_train and transductive else None,
+                            pool_split="eval" if transductive else None,
+                            progress=lambda d: print(d["message"], file=sys.stderr, flush=True)
+                            if "message" in d else None)
+    wall = time.perf_counter() - start
+    manifest = json.loads((path / "inkscribe.json").read_text())
+    rec = load_recognizer(str(path))
+    score = evaluate_recognizer(rec, crops, texts)
+    greedy = best_path_score(rec, crops, texts)
+    return {"pick": pick, "seed": seed, "self_training": manifest.get("self_training"),
+            "transductive": bool(self_train and transductive), "train_lines": manifest["trained_on"]["lines"],
+            "val_lines": manifest["trained_on"]["val_lines"], "val_pages": manifest["trained_on"]["val_pages"],
+            "wall_s": round(wall, 1),
+            "steps": manifest["metrics"]["steps"], "epochs": manifest["metrics"]["epochs"],
+            "val_cer": manifest["metrics"]["val_cer"], "stopped": manifest["metrics"]["stopped"],
+            "eval_cer": score["cer"], "eval_cer_4plus": score["cer_4plus"], "eval_exact": score["exact"],
+            "eval_lines_per_s": score["lines_per_s"], "decoding": manifest.get("decoding"),
+            "eval_cer_best_path": greedy["cer"], "eval_cer_4plus_best_path": greedy["cer_4plus"], "model": str(path)}
 
 
 def main() -> None:
@@ -41,14 +77,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-base", action="store_true", help="do not score the untrained base")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (2 on a quiet 2-core machine)")
-    ap.add_argument("--pick", choices=["random", "first"], default="random",
-                    help="which labelled lines a size keeps: seeded random pages, or the first pages in file order")
-    ap.add_argument("--self-train", action="store_true", help="also learn from the other train pages, unlabelled")
+    ap.add_argument("--pick", choices=PICKS, default="random",
+                    help="which labelled lines a size keeps (core.train.data.PICKS): seeded random pages, the first "
+                         "pages in file order, or the app's queue (fix-next, spread)")
+    ap.add_argument("--self-train", action="store_true", help="also learn from the other train lines, unlabelled")
+    ap.add_argument("--transductive", action="store_true",
+                    help="with --self-train: the eval pages (boxes only) join the unlabelled pool, as in the app")
     args = ap.parse_args()
     configure_process(threads=args.threads)
-    from core.recognize import load_recognizer
-    from core.train_recognizer import train_recognizer
-
     recipe = json.loads(args.recipe)
     crops, texts = load_line_set(args.labels, "eval")
     results = {"labels": args.labels, "eval_lines": len(texts), "max_minutes": args.max_minutes, "recipe": recipe,
@@ -61,28 +97,11 @@ def main() -> None:
     tag = time.strftime("%H%M%S")
     for size in args.sizes.split(","):
         limit = None if size.strip() == "all" else int(size)
-        out = work / f"size-{size.strip()}-{tag}"
-        start = time.perf_counter()
-        path = train_recognizer(args.labels, "train", base=args.base, max_minutes=args.max_minutes, out=out,
-                                limit_lines=limit, seed=args.seed, recipe=recipe, resume=False, pick=args.pick,
-                                self_train=args.self_train,
-                                progress=lambda d: print(d["message"], file=sys.stderr, flush=True)
-                                if "message" in d else None)
-        wall = time.perf_counter() - start
-        manifest = json.loads((path / "inkscribe.json").read_text())
-        rec = load_recognizer(str(path))
-        score = evaluate_recognizer(rec, crops, texts)
-        greedy = best_path_score(rec, crops, texts)
-        run = {"size": size.strip(), "pick": args.pick, "self_training": manifest.get("self_training"),
-               "train_lines": manifest["trained_on"]["lines"], "wall_s": round(wall, 1),
-               "steps": manifest["metrics"]["steps"], "epochs": manifest["metrics"]["epochs"],
-               "val_cer": manifest["metrics"]["val_cer"], "stopped": manifest["metrics"]["stopped"],
-               "eval_cer": score["cer"], "eval_cer_4plus": score["cer_4plus"], "eval_exact": score["exact"],
-               "eval_lines_per_s": score["lines_per_s"], "decoding": manifest.get("decoding"),
-               "eval_cer_best_path": greedy["cer"], "eval_cer_4plus_best_path": greedy["cer_4plus"],
-               "model": str(path)}
-        results["runs"].append(run)
-        print(json.dumps(run), file=sys.stderr, flush=True)
+        run = fine_tune_and_score(args.labels, (crops, texts), work / f"size-{size.strip()}-{tag}", base=args.base,
+                                  max_minutes=args.max_minutes, limit_lines=limit, seed=args.seed, recipe=recipe,
+                                  pick=args.pick, self_train=args.self_train, transductive=args.transductive)
+        results["runs"].append({"size": size.strip(), **run})
+        print(json.dumps(results["runs"][-1]), file=sys.stderr, flush=True)
     print(json.dumps(results, indent=2))
     shutil.rmtree(work / ".cache", ignore_errors=True)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from core.atomic import write_atomic
 from core.errors import InkscribeError
+from core.train.data import PICKS
 
 FORMAT_BY_SUFFIX = {".md": "md", ".markdown": "md", ".txt": "txt", ".json": "json", ".xml": "alto", ".pdf": "pdf",
                     ".zip": "page-xml"}
@@ -155,15 +156,14 @@ def _train(args: argparse.Namespace, store, base: str, out: Path, progress) -> d
     from core.settings import get_settings
     from core.train_recognizer import train_recognizer
 
-    if args.from_store:
-        if args.self_train:
-            raise InkscribeError("--self-train works with --labels for now (the app's own pages: not yet)")
+    if args.from_store:  # self_train None: the app's default rule (core.finetune.self_training_helps)
         work = get_settings().home / "runs" / out.name
         return finetune_recognizer(store, work, out, base=base, max_minutes=args.max_minutes, progress=progress,
-                                   options={"limit_lines": args.limit_lines} if args.limit_lines else None)
+                                   options={"limit_lines": args.limit_lines} if args.limit_lines else None,
+                                   self_train=args.self_train)
     model_dir = train_recognizer(args.labels, split=args.split, base=base, max_minutes=args.max_minutes, out=out,
                                  progress=progress, resume=not args.no_resume, limit_lines=args.limit_lines,
-                                 pick=args.pick, self_train=args.self_train)
+                                 pick=args.pick, self_train=bool(args.self_train))
     result = {"model_dir": str(model_dir)}
     if not args.no_store:  # the app lists it on the Models page (never activated: no held-out lines of yours)
         result["model_id"] = register(store, Path(model_dir), base=base)
@@ -394,12 +394,20 @@ def _add_training(sub) -> None:
     src.add_argument("--from-store", action="store_true", help="train on the store's confirmed lines")
     _training_flags(tr, "recognizer", REC_HELP)
     tr.add_argument("--limit-lines", type=int, help="learn from at most this many labelled lines")
-    tr.add_argument("--pick", choices=["first", "random"], default="first",
+    tr.add_argument("--pick", choices=PICKS, default="first",
                     help="with --labels and --limit-lines: the first pages in file order (what a user corrects first; "
-                         "default) or pages in seeded random order")
-    tr.add_argument("--self-train", action="store_true",
-                    help="with --labels: also learn from the split's other pages, unlabelled (their boxes, never their "
-                         "texts): a teacher's confident readings of them, vetted (docs/decisions/0010-self-training.md)")
+                         "default), pages in seeded random order, the lines the app's what-to-fix-next queue asks "
+                         "for (spread: every page in turn, its least confident line of real text first), or the least "
+                         "confident lines anywhere (fix-next; docs/decisions/0011-what-to-fix-next.md)")
+    st = tr.add_mutually_exclusive_group()
+    st.add_argument("--self-train", dest="self_train", action="store_const", const=True, default=None,
+                    help="also learn from unlabelled lines (their boxes, never their texts): a teacher's confident "
+                         "readings of them, vetted (docs/decisions/0010-self-training.md). With --labels: the split's "
+                         "other lines (off unless given). With --from-store: your unconfirmed lines outside the "
+                         "held-out pages (default: on when there are at least 200 of them and at least as many as the "
+                         "confirmed lines)")
+    st.add_argument("--no-self-train", dest="self_train", action="store_const", const=False,
+                    help="with --from-store: do not self-train, whatever the default")
     tr.add_argument("--no-store", action="store_true", help="with --labels: do not list the model in the store")
     tr.set_defaults(func=cmd_train)
 

@@ -1,6 +1,7 @@
 """The personal dataset: every line the user confirmed, with a stable held-out share for evaluation.
 
-Training reads it as `labels.jsonl`; it also imports other people's labelling formats
+Training reads it as `labels.jsonl` (and the unconfirmed lines, boxes without texts, as
+self-training's unlabelled pool); it also imports other people's labelling formats
 (labels.jsonl, PPOCRLabel `Label.txt` / `rec_gt.txt`, `image,text` CSV, as files or a zip) and
 exports itself as a zip (Hugging Face imagefolder, PPOCRLabel). Imports check everything
 first and write all complete records in one transaction: a bad file never leaves half an import.
@@ -12,17 +13,18 @@ import csv
 import hashlib
 import io
 import json
-import os
 import shutil
 import tempfile
 import zipfile
 import zlib
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
+from core.atomic import write_atomic
 from core.errors import BadInputError
 from core.geometry import box_points, crop_line
 from core.ingest import load_image, sniff
@@ -133,20 +135,50 @@ def export_labels(store: Store, out: str | Path, part: str = "train", complete_p
     by_page: dict[int, list] = defaultdict(list)
     for r in rows:
         by_page[r["page_id"]].append(r)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for lines in by_page.values():
-            first = lines[0]
-            split = "eval" if first["holdout"] and part != "train" else "train"
-            fh.write(json.dumps({
-                "page": str(store.home / first["image_path"]), "doc": first["document_name"], "split": split,
-                "lines": [{"points": json.loads(r["points"]), "text": r["text"]} for r in lines],
-            }, ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
+    _write_labels(out, ({
+        "page": str(store.home / lines[0]["image_path"]), "doc": lines[0]["document_name"],
+        "split": "eval" if lines[0]["holdout"] and part != "train" else "train",
+        "lines": [{"points": json.loads(r["points"]), "text": r["text"]} for r in lines],
+    } for lines in by_page.values()))
     names = sorted({r["document_name"] for r in rows})
     return {"path": str(out), "lines": len(rows), "pages": len(by_page), "documents": len(names), "document_names": names,
             "line_ids": [r["id"] for r in rows], "characters": sum(len(r["text"]) for r in rows)}
+
+
+def _write_labels(out: Path, pages: Iterable[dict]) -> None:
+    """A labels.jsonl, one page a line, written whole or not at all."""
+    write_atomic(out, lambda fh: fh.writelines((json.dumps(p, ensure_ascii=False) + "\n").encode() for p in pages))
+
+
+def _pool_rows(store: Store) -> list:
+    """Unconfirmed lines of pages not held out, with a usable box: what self-training may read unlabelled.
+
+    Held-out pages stay out entirely, so the lines a new model is scored on are never learned from,
+    not even as a teacher's guesses.
+    """
+    return [r for r in store.unconfirmed_lines() if len(json.loads(r["points"])) >= 3]
+
+
+def pool_size(store: Store) -> int:
+    """How many lines `export_pool` would write (nothing is written): the app's default for self-training."""
+    return len(_pool_rows(store))
+
+
+def export_pool(store: Store, out: str | Path) -> dict:
+    """Write the unlabelled pool (see `_pool_rows`) as labels.jsonl, split "pool", every text empty.
+
+    The texts are never written: unconfirmed texts are the old model's guesses, and self-training
+    must learn only from its teacher's vetted readings of the boxes.
+    """
+    out = Path(out)
+    by_page: dict[int, list] = defaultdict(list)
+    for r in _pool_rows(store):
+        by_page[r["page_id"]].append(r)
+    _write_labels(out, ({
+        "page": str(store.home / lines[0]["image_path"]), "doc": lines[0]["document_name"], "split": "pool",
+        "lines": [{"points": json.loads(r["points"]), "text": ""} for r in lines],
+    } for lines in by_page.values()))
+    return {"path": str(out), "lines": sum(len(v) for v in by_page.values()), "pages": len(by_page)}
 
 
 def export_zip(store: Store, fmt: str = "imagefolder", doc_ids: list[int] | None = None) -> bytes:

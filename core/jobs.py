@@ -433,7 +433,8 @@ def _run_train_recognizer(store: Store, job_id: int, params: dict, ctx: JobConte
     result = finetune_recognizer(store, job_dir(job_id), out, base=params.get("base") or "default",
                                  max_minutes=float(params.get("max_minutes", 15)), name=params.get("name"),
                                  progress=ctx.progress, should_stop=ctx.should_stop,
-                                 threads=get_settings().train_threads, options=options, origin=f"job {job_id}")
+                                 threads=get_settings().train_threads, options=options, origin=f"job {job_id}",
+                                 self_train=params.get("self_train"))  # None: the default rule decides
     return {**result, "job_id": job_id}
 
 

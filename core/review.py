@@ -9,6 +9,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from statistics import fmean
 
 from PIL import Image
 
@@ -30,9 +31,44 @@ def review_queue(store: Store, page_id: int, order: str = "confidence", include_
     return list(rows)
 
 
+QUEUE_PICK = "spread"  # measured against least-confident-first and random pages: docs/decisions/0011
+MIN_ASPECT = 3.0  # `spread` leaves crops narrower than 3× their height to the end: marks, arrows, digits
+
+LineKey = tuple[int, int]  # (page, line): ids in the store, indices in a labels file
+
+
 def next_to_fix(store: Store, limit: int = 20, doc_id: int | None = None) -> list:
-    """Unconfirmed lines with the lowest confidence anywhere: where a correction teaches the model most."""
-    return store.least_confident_lines(limit, doc_id)
+    """Unconfirmed lines in the order that teaches the model most per correction (`QUEUE_PICK`)."""
+    rows = {(r["page_id"], r["id"]): r for r in store.least_confident_lines(None, doc_id)}
+    confidences = {key: (float(r["confidence"]), _aspect(json.loads(r["points"]))) for key, r in rows.items()}
+    return [rows[key] for key in queue_order(confidences, limit, QUEUE_PICK)]
+
+
+def queue_order(confidences: dict[LineKey, tuple[float, float]], limit: int, pick: str) -> list[LineKey]:
+    """The first `limit` lines a queue asks the user to correct, given (confidence, width/height) per line.
+
+    `fix-next`: least confident first, anywhere. `spread`: every page in turn (least confident page
+    first), each page's least confident line first; the narrow crops (`MIN_ASPECT`) come last, so
+    the queue never runs dry while lines are left. (`core.train.select` replays both on labels.)
+    """
+    if pick == "fix-next":
+        return sorted(confidences, key=lambda k: (confidences[k][0], k))[:limit]
+    by_page: dict[int, list[LineKey]] = {}
+    narrow: list[LineKey] = []
+    for key in sorted(confidences, key=lambda k: (confidences[k][0], k)):
+        (by_page.setdefault(key[0], []) if confidences[key][1] >= MIN_ASPECT else narrow).append(key)
+    pages = sorted(by_page, key=lambda p: (fmean(confidences[k][0] for k in by_page[p]), p))
+    chosen: list[LineKey] = []
+    for depth in range(max((len(v) for v in by_page.values()), default=0)):
+        chosen += [by_page[page][depth] for page in pages if depth < len(by_page[page])]
+        if len(chosen) >= limit:
+            return chosen[:limit]
+    return (chosen + narrow)[:limit]
+
+
+def _aspect(points: Sequence) -> float:
+    x0, y0, x1, y1 = bbox(points)
+    return (x1 - x0) / max(y1 - y0, 1.0)
 
 
 def page_progress(store: Store, page_id: int) -> dict:

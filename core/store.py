@@ -426,15 +426,17 @@ class Store:
             c.executemany("UPDATE lines SET position = ?, column_no = ?, indent = ? WHERE id = ?",
                           [(pos, col, indent, line_id) for line_id, pos, col, indent in layout])
 
-    def least_confident_lines(self, limit: int, doc_id: int | None = None) -> list[sqlite3.Row]:
-        """Unconfirmed lines anywhere (or in one document), least confident first, with page and document."""
+    def least_confident_lines(self, limit: int | None, doc_id: int | None = None) -> list[sqlite3.Row]:
+        """Unconfirmed lines anywhere (or in one document), least confident first, with page and document
+        (`limit` None: all of them)."""
         sql = ("SELECT l.*, p.page_no, p.document_id, d.name AS document_name FROM lines l JOIN pages p"
                " ON l.page_id = p.id JOIN documents d ON p.document_id = d.id WHERE l.status != 'confirmed'")
         params: tuple = ()
         if doc_id is not None:
             sql += " AND p.document_id = ?"
             params = (doc_id,)
-        return self.query(sql + " ORDER BY l.confidence ASC, d.id, p.page_no, l.position LIMIT ?", (*params, limit))
+        return self.query(sql + " ORDER BY l.confidence ASC, d.id, p.page_no, l.position LIMIT ?",
+                          (*params, -1 if limit is None else limit))
 
     def page_confirmation(self) -> list[sqlite3.Row]:
         """Per page: its id, page number, document hash, confirmed lines and whether it is held out."""
@@ -466,6 +468,17 @@ class Store:
 
     def edits(self, line_id: int) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM edits WHERE line_id = ? ORDER BY id", (line_id,))
+
+    def unconfirmed_lines(self) -> list[sqlite3.Row]:
+        """Unconfirmed lines of pages not held out, with page image and document (self-training's unlabelled pool).
+
+        A page counts as held out when any of its lines is: its unchecked lines must not be learned from either.
+        """
+        return self.query(
+            "SELECT l.id, l.page_id, l.points, p.image_path, d.name AS document_name FROM lines l"
+            " JOIN pages p ON l.page_id = p.id JOIN documents d ON p.document_id = d.id"
+            " WHERE l.status != 'confirmed' AND l.page_id NOT IN (SELECT page_id FROM lines WHERE holdout = 1)"
+            " ORDER BY p.document_id, p.page_no, l.position")
 
     def confirmed_lines(self, doc_id: int | None = None) -> list[sqlite3.Row]:
         """Every confirmed line with its page image, the personal dataset."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from core.device import resolve_device, training_accelerator
 from core.errors import BadInputError, CancelledError, ModelError
 from core.recognize.networks import CTC, family_of
+from core.train import select
 from core.train.adapter import Adapter, Progress, adapter_for
 from core.train.budget import TimeBudget
 from core.train.checkpoint import Checkpoint
@@ -63,7 +64,10 @@ def train_recognizer(
     threads: int | None = None,
     device: str | None = None,
     pick: str = "random",
+    pick_model: str | None = None,
     self_train: bool = False,
+    pool: str | Path | None = None,
+    pool_split: str | None = None,
     extra_train: list[Sample] | None = None,
     provenance: dict | None = None,
 ) -> Path:
@@ -72,16 +76,18 @@ def train_recognizer(
     `should_stop()` ends training early: the best weights so far are saved as usual (if no
     validation has happened yet, CancelledError is raised and the checkpoint kept for resume).
     `device` (None: the `device` setting) is where it trains (`training_device`). `pick` chooses the
-    `limit_lines` labelled lines (`core.train.data.PICKS`); `self_train` also learns from the split's
-    other pages, unlabelled (`core.train.selftrain`), which is how it calls this again with
-    `extra_train` (pseudo-labelled lines, training only) and `provenance` (added to the manifest).
+    `limit_lines` labelled lines (`core.train.data.PICKS`; the queue picks read with `pick_model`,
+    default `base`); `self_train` also learns from the split's other lines, unlabelled, and from the
+    pages of `pool` (a labels file; `pool_split`: one split of it) (`core.train.selftrain`), which
+    calls this again with `extra_train` (pseudo-labelled lines) and `provenance` (for the manifest).
     """
     if self_train:
         from core.train.selftrain import self_train as run_self_training
 
         return run_self_training(labels, _output_dir(out, base), max_minutes, progress, should_stop, split=split,
                                  base=base, resume=resume, val_fraction=val_fraction, limit_lines=limit_lines,
-                                 seed=seed, recipe=recipe, threads=threads, device=device, pick=pick)
+                                 seed=seed, recipe=recipe, threads=threads, device=device, pick=pick,
+                                 pick_model=pick_model, pool=pool, pool_split=pool_split)
     t0 = time.monotonic()  # the budget covers the whole call, loading torch included
     import torch
 
@@ -90,6 +96,7 @@ def train_recognizer(
 
     configure_process(threads=threads)
     report = progress or (lambda _d: None)
+    t0 += select.replay_queue(labels, split, pick, limit_lines, pick_model or base, report)
     if max_minutes <= 0:
         raise BadInputError("max_minutes must be positive")
     resolved = resolve(base)
@@ -101,7 +108,7 @@ def train_recognizer(
     out = _output_dir(out, resolved)
 
     report({"message": "cutting line crops"})
-    data = load_samples(labels, split, val_fraction, limit_lines, seed, pick)
+    data = load_samples(labels, split, val_fraction, limit_lines, seed, pick, pick_model or base)
     data.train += extra_train or []
     rec = {**default_recipe(resolved), **(recipe or {})}
     val = validation_lines(data, int(rec["val_lines"]), seed)

@@ -205,7 +205,7 @@ def test_finetune_starts_one_job_and_shows_progress(store, no_workers):
     assert not at.exception
     job = jobs.latest_job(store)
     assert job["kind"] == "train-recognizer" and job["params"] == {"base": "default", "max_minutes": 0.1,
-                                                                    "limit_lines": 100}
+                                                                    "limit_lines": 100, "self_train": False}
     ctx = jobs.JobContext(store, job["id"])
     with store.transaction() as c:
         c.execute("UPDATE jobs SET status = 'running' WHERE id = ?", (job["id"],))

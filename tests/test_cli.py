@@ -166,3 +166,20 @@ def test_inkscribe_app_serves_on_this_machine_with_the_upload_limit(inkscribe_ho
     assert argv[argv.index("--server.address") + 1] == "127.0.0.1" and argv[argv.index("--server.port") + 1] == "8600"
     assert argv[argv.index("--server.maxUploadSize") + 1] == "50" and argv[-2:] == ["--theme.base", "dark"]
     assert (seen["cwd"] / ".streamlit" / "config.toml").is_file()  # Streamlit reads its settings from there
+
+
+def test_train_from_store_self_training_is_auto_on_or_off(inkscribe_home, monkeypatch):
+    from core import finetune
+    from core.cli import build_parser, main
+
+    parse = build_parser().parse_args
+    assert parse(["train", "--from-store"]).self_train is None  # auto: core.finetune.self_training_helps
+    assert parse(["train", "--from-store", "--self-train"]).self_train is True
+    assert parse(["train", "--from-store", "--no-self-train"]).self_train is False
+    with pytest.raises(SystemExit) as exc:
+        parse(["train", "--from-store", "--self-train", "--no-self-train"])
+    assert exc.value.code == 2
+    seen = []
+    monkeypatch.setattr(finetune, "finetune_recognizer", lambda *a, **k: seen.append(k) or {"model_id": 1})
+    assert main(["train", "--from-store", "--no-self-train", "--max-minutes", "0.1"]) == 0
+    assert seen[0]["self_train"] is False

@@ -178,3 +178,23 @@ def test_export_zip_formats_and_roundtrip(store):
 def test_export_zip_empty(store):
     with pytest.raises(BadInputError, match="no confirmed lines"):
         dataset.export_zip(store)
+
+
+def test_export_pool_writes_the_unconfirmed_lines_of_pages_not_held_out_without_their_texts(store, tmp_path):
+    for n in range(4):
+        make_doc(store, f"d{n}.pdf", pages=1, lines=5, confirm=True)
+    make_doc(store, "unchecked.pdf", pages=1, lines=3, text="guess")
+    dataset.assign_holdout(store)
+    held_page = dataset.holdout_lines(store)[0]["page_id"]
+    store.add_line(held_page, [(0, 0), (50, 0), (50, 20), (0, 20)], "held guess")  # unconfirmed, on a held-out page
+    train_line = next(r for r in store.confirmed_lines() if not r["holdout"])
+    store.update_line(train_line["id"], text="edited", status="corrected")  # unconfirmed again, on a training page
+    out = dataset.export_pool(store, tmp_path / "pool.jsonl")
+    assert (out["lines"], out["pages"]) == (4, 2) and dataset.pool_size(store) == 4
+    rows = [json.loads(x) for x in (tmp_path / "pool.jsonl").read_text().splitlines()]
+    assert {r["split"] for r in rows} == {"pool"} and all(r["page"].startswith(str(store.home)) for r in rows)
+    assert {r["doc"] for r in rows} == {"unchecked.pdf", train_line["document_name"]}
+    assert all(ln["text"] == "" and len(ln["points"]) == 4 for r in rows for ln in r["lines"])  # never a text
+    pages = read_labels(tmp_path / "pool.jsonl", split="pool")
+    assert sum(len(p.lines) for p in pages) == 4 and all(p.image_path.is_file() for p in pages)
+    assert held_page not in {r["page_id"] for r in store.unconfirmed_lines()}

@@ -82,3 +82,66 @@ def test_the_job_and_the_cli_run_the_same_flow(store, monkeypatch):
     job_id = jobs.start_job(store, "train-recognizer", {"base": "default", "max_minutes": 0.5}, spawn=False)
     assert jobs.run_job(job_id, store=store) == 0
     assert seen[0]["base"] == "default" and seen[0]["max_minutes"] == 0.5 and seen[0]["origin"] == f"job {job_id}"
+
+
+def test_self_training_is_on_by_default_only_where_it_was_measured_to_help():
+    from core.finetune import MIN_POOL_LINES, self_training_helps
+
+    assert self_training_helps(250, 3_300)  # the measured case (docs/decisions/0010-self-training.md)
+    assert self_training_helps(MIN_POOL_LINES, MIN_POOL_LINES) and self_training_helps(0, MIN_POOL_LINES)
+    assert not self_training_helps(10, MIN_POOL_LINES - 1)  # too few unlabelled lines
+    assert not self_training_helps(3_300, 250)  # fewer unlabelled lines than confirmed ones
+
+
+def test_without_self_training_the_trainer_gets_no_pool_and_the_reason_is_kept(store, monkeypatch, tmp_path):
+    calls: list = []
+    _fake_trainer(monkeypatch, calls)
+    make_doc(store, "unchecked.pdf", pages=1, lines=3)
+    new_dir = tmp_path / "new-model"
+    install_fakes(monkeypatch, {"default": FakeRecognizer("wrong"), str(new_dir): FakeRecognizer("same words"),
+                                str(tmp_path / "m2"): FakeRecognizer("same words")})
+    events: list = []
+    result = finetune_recognizer(store, tmp_path / "work", new_dir, max_minutes=0.1, progress=events.append)
+    assert "self_train" not in calls[0] and "pool" not in calls[0]
+    assert "by default it needs at least 200" in result["self_training"]["off"]  # 3 unconfirmed lines: off by default
+    assert any(e.get("message", "").startswith("self-training off") for e in events)
+    trained_on = json.loads(store.model(result["model_id"])["trained_on"])
+    assert trained_on["self_training"] == result["self_training"]
+    forced = finetune_recognizer(store, tmp_path / "work2", tmp_path / "m2", max_minutes=0.1, self_train=False)
+    assert forced["self_training"] == {"off": "turned off for this run"} and "self_train" not in calls[1]
+
+
+def test_self_training_asked_for_with_no_unconfirmed_lines_trains_without_it(store, monkeypatch, tmp_path):
+    calls: list = []
+    _fake_trainer(monkeypatch, calls)
+    new_dir = tmp_path / "new-model"
+    install_fakes(monkeypatch, {"default": FakeRecognizer("wrong"), str(new_dir): FakeRecognizer("same words")})
+    result = finetune_recognizer(store, tmp_path / "work", new_dir, max_minutes=0.1, self_train=True)
+    assert "no unconfirmed lines" in result["self_training"]["off"] and "self_train" not in calls[0]
+
+
+def test_self_training_from_the_store_learns_from_the_unconfirmed_lines_outside_the_holdout(store, tmp_path):
+    from core import dataset
+
+    make_doc(store, "unchecked.pdf", pages=2, lines=3, text="guess")  # 6 unconfirmed lines on 2 training pages
+    dataset.assign_holdout(store)
+    held_page = dataset.holdout_lines(store)[0]["page_id"]
+    store.add_line(held_page, [(30, 10), (300, 10), (300, 60), (30, 60)], "held guess")  # never read: held out
+    recipe = {"augment": 0, "patience": 1000, "batch_size": 8, "lr": 1e-3, "max_steps": 2, "val_every_steps": 2}
+    out = tmp_path / "st-model"
+    result = finetune_recognizer(store, tmp_path / "work", out, base="english_g2", max_minutes=1.0, self_train=True,
+                                 options={"recipe": recipe})
+    stats = result["self_training"]
+    assert stats["pool_lines"] == 6 and stats["pool_pages"] == 2 and stats["read"] <= 6
+    assert json.loads((out / "inkscribe.json").read_text())["self_training"] == stats
+    assert json.loads(store.model(result["model_id"])["trained_on"])["self_training"] == stats
+
+
+def test_the_job_passes_the_apps_self_training_choice(store, monkeypatch):
+    seen = []
+    monkeypatch.setattr("core.finetune.finetune_recognizer", lambda *a, **k: seen.append(k) or {"model_id": 1})
+    for choice in (True, False, None):
+        params = {"base": "default", "max_minutes": 0.5, **({} if choice is None else {"self_train": choice})}
+        job_id = jobs.start_job(store, "train-recognizer", params, spawn=False)
+        assert jobs.run_job(job_id, store=store) == 0
+    assert [k["self_train"] for k in seen] == [True, False, None]

@@ -87,6 +87,21 @@ def test_queue_orders_by_confidence_and_reading(store):
     assert review.page_progress(store, page.id) == {"lines": 4, "new": 3, "corrected": 0, "confirmed": 1}
 
 
+def test_fix_next_takes_every_page_in_turn_and_asks_for_marks_last(store):
+    doc = store.create_document("q.pdf", "sha-q", "pdf", 2, "classical", "default")
+    img = Image.new("RGB", (900, 400), "white")
+
+    def wide(y: int, confidence: float) -> Line:
+        return Line(box_points(30, y, 330, y + 50), text="a line", confidence=confidence)
+
+    mark = Line(box_points(30, 10, 60, 60), text="-", confidence=0.0)  # the least confident, but no letters to learn
+    first = store.add_page(doc, 1, img, [mark, wide(100, 0.1), wide(200, 0.2)], "default")
+    second = store.add_page(doc, 2, img, [wide(100, 0.5), wide(200, 0.6)], "default")
+    got = [(r["page_id"], r["confidence"]) for r in review.next_to_fix(store, limit=5)]
+    assert got == [(first, 0.1), (second, 0.5), (first, 0.2), (second, 0.6), (first, 0.0)]
+    assert len(review.next_to_fix(store, limit=2)) == 2
+
+
 def test_save_line_confirms_corrects_and_refuses_stale_edit(store):
     doc = make_doc(store)
     line = store.lines(store.pages(doc)[0].id)[0]

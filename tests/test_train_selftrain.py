@@ -1,4 +1,4 @@
-"""Which labelled lines a run keeps (`pick`), and self-training on the pages it keeps no label of."""
+"""Which labelled lines a run keeps (`pick`), and self-training on the lines it keeps no label of."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from core.review import queue_order
+from core.train import select
 from core.train.data import Sample, load_samples
 from core.train.selftrain import vet
 from core.train_recognizer import train_recognizer
@@ -23,7 +25,7 @@ def four_pages(tmp_path_factory) -> Path:
 def test_first_keeps_the_first_lines_in_file_order_and_pools_the_rest(four_pages):
     data = load_samples(four_pages, "train", 0.0, 6, 0, pick="first")
     assert [s.text for s in data.train] == LINES16[:6]  # page p0 whole, then p1 cut at the sixth line
-    assert [p.image_path.name for p in data.pool] == ["p2.png", "p3.png"]
+    assert [(p.image_path.name, len(p.lines)) for p in data.pool] == [("p1.png", 2), ("p2.png", 4), ("p3.png", 4)]
     with_val = load_samples(four_pages, "train", 0.5, 8, 0, pick="first")
     assert {s.page for s in with_val.train} | {s.page for s in with_val.val} == {"p0.png", "p1.png"}
     assert len(with_val.val) == 4 and len(with_val.train) == 4  # one of the two kept pages validates
@@ -34,6 +36,49 @@ def test_random_pools_the_pages_it_keeps_no_line_of(four_pages):
     kept = {s.page for s in data.train}
     assert len(data.train) == 4 and len(kept) == 1
     assert sorted(p.image_path.name for p in data.pool) == sorted({"p0.png", "p1.png", "p2.png", "p3.png"} - kept)
+
+
+def _confidences(values: dict[tuple[int, int], float], aspect: float = 8.0) -> dict:
+    return {key: (conf, aspect) for key, conf in values.items()}
+
+
+def test_fix_next_takes_the_least_confident_lines_anywhere_and_spread_takes_every_page_in_turn():
+    conf = _confidences({(p, i): 0.5 + p / 10 + i / 100 for p in range(3) for i in range(4)})
+    conf[(2, 3)] = (0.1, 8.0)  # the least confident line of all
+    conf[(0, 0)] = (0.05, 1.0)  # even less sure, but a mark: `spread` skips it
+    assert queue_order(conf, 3, "fix-next") == [(0, 0), (2, 3), (0, 1)]
+    assert queue_order(conf, 4, "spread") == [(0, 1), (2, 3), (1, 0), (0, 2)]  # pages by mean: 0, 2, 1
+
+
+def test_a_queue_pick_keeps_the_chosen_lines_and_pools_the_others(four_pages, monkeypatch):
+    chosen = {(1, 2): 0.1, (3, 0): 0.2, (3, 3): 0.3}
+    conf = _confidences({(p, i): chosen.get((p, i), 0.9) for p in range(4) for i in range(4)})
+    monkeypatch.setattr(select, "base_confidences", lambda *_a: conf)
+    data = load_samples(four_pages, "train", 0.0, 3, 0, pick="fix-next")
+    assert sorted(s.text for s in data.train) == sorted([LINES16[6], LINES16[12], LINES16[15]])
+    assert sum(len(p.lines) for p in data.pool) == 13 and data.train_pages == 2
+
+
+def test_fix_next_reads_with_the_base_model_outside_the_budget(tmp_path, four_pages):
+    events: list[dict] = []
+    recipe = {"augment": 0, "patience": 1000, "batch_size": 4, "lr": 1e-3, "max_steps": 2, "val_every_steps": 2}
+    out = train_recognizer(four_pages, base="english_g2", max_minutes=1.0, out=tmp_path / "m", pick="fix-next",
+                           limit_lines=6, val_fraction=0.0, progress=events.append, recipe=recipe)
+    manifest = json.loads((out / "inkscribe.json").read_text())
+    assert manifest["trained_on"]["pick"] == "fix-next" and manifest["trained_on"]["lines"] == 6
+    read = select.base_confidences(four_pages, "train", "english_g2")
+    assert len(read) == 16 and all(0.0 <= c <= 1.0 for c, _ in read.values())
+    assert any("to replay the fix-next queue" in e.get("message", "") for e in events)
+
+
+def test_self_training_also_reads_the_pages_of_an_extra_pool(tmp_path, four_pages):
+    extra = write_labels(tmp_path / "extra", [LINES16[:3]], split="pool")
+    recipe = {"augment": 0, "patience": 1000, "batch_size": 8, "lr": 1e-3, "max_steps": 2, "val_every_steps": 2}
+    out = train_recognizer(four_pages, base="english_g2", max_minutes=1.0, out=tmp_path / "s", pick="first",
+                           limit_lines=16, val_fraction=0.5, self_train=True, pool=extra, pool_split="pool",
+                           recipe=recipe)
+    stats = json.loads((out / "inkscribe.json").read_text())["self_training"]
+    assert stats["pool_pages"] == 1 and stats["pool_lines"] == 3  # every labelled line kept: only the extra pool
 
 
 def _reading(text: str, confidence: float) -> tuple[Sample, str, float]:

@@ -4,9 +4,11 @@ Crops are cut with `core.geometry.crop_line`, exactly as at inference. Validatio
 held-out PAGES: lines of one page look alike, so a line split would flatter the score.
 
 Which labelled lines a run keeps (`PICKS`, with `limit_lines`): `random` pages in seeded random
-order (the learning curve's slices), or `first`, the first pages in file order — what a user who
-corrects the pages in front of them gives. The split's pages a run does not keep are its
-unlabelled `pool` (their boxes, never their texts), which self-training reads.
+order (the learning curve's slices); `first`, the first pages in file order — what a user who
+corrects the pages in front of them gives; `fix-next` and `spread`, the lines the app's queue
+asks for (`core.train.select`). The split's lines a run keeps no label of (for `random`, its
+unkept pages), outside its validation pages, are its unlabelled `pool` (boxes, never texts),
+which self-training reads.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class Sample:
     page: str
 
 
-PICKS = ("random", "first")
+PICKS = ("random", "first", "fix-next", "spread")
 
 
 @dataclass
@@ -37,7 +39,7 @@ class DataSplit:
     skipped_empty: int = 0
     skipped_unreadable: int = 0
     problems: list[str] = field(default_factory=list)
-    pool: list = field(default_factory=list)  # LabelPages of the split the run keeps no label of (self-training)
+    pool: list = field(default_factory=list)  # LabelPages: the lines of the split the run keeps no label of
 
 
 def _held_out(order: list, val_fraction: float) -> int:
@@ -47,23 +49,41 @@ def _held_out(order: list, val_fraction: float) -> int:
     return 0
 
 
-def _first_pages(pages: list, limit_lines: int | None) -> tuple[list, list]:
-    """(kept, pool): pages in file order up to `limit_lines` labelled lines (the last page cut there)."""
-    if not limit_lines:
-        return list(pages), []
-    kept, count = [], 0
-    for n, page in enumerate(pages):
-        if count >= limit_lines:
-            return kept, list(pages[n:])
-        lines = [ln for ln in page.lines if ln.text.strip()][: limit_lines - count]
-        count += len(lines)
-        kept.append(type(page)(page.image_path, page.doc, page.split, lines))
-    return kept, []
+def _first_pages(pages: list, limit_lines: int) -> list[set[int]]:
+    """Per page, the lines kept: pages in file order up to `limit_lines` transcribed lines (the last page cut)."""
+    kept: list[set[int]] = []
+    count = 0
+    for page in pages:
+        take = [i for i, ln in enumerate(page.lines) if ln.text.strip()][: max(limit_lines - count, 0)]
+        count += len(take)
+        kept.append(set(take))
+    return kept
+
+
+def _queued_lines(pages: list, labels, split: str, limit_lines: int, pick: str, model: str) -> list[set[int]]:
+    """Per page, the lines kept: the ones the app's queue (`pick`) asks for first, read by `model`."""
+    from core.review import queue_order
+    from core.train import select
+
+    kept: list[set[int]] = [set() for _ in pages]
+    for pi, li in queue_order(select.base_confidences(labels, split, model), limit_lines, pick):
+        kept[pi].add(li)
+    return kept
+
+
+def _split_lines(page, keep: set[int]) -> tuple:
+    """(the page with only the kept lines, the page with the others)."""
+    make = type(page)
+    return (make(page.image_path, page.doc, page.split, [ln for i, ln in enumerate(page.lines) if i in keep]),
+            make(page.image_path, page.doc, page.split, [ln for i, ln in enumerate(page.lines) if i not in keep]))
 
 
 def load_samples(labels: str | Path, split: str, val_fraction: float, limit_lines: int | None, seed: int,
-                 pick: str = "random") -> DataSplit:
-    """Train/val samples from a labels file; validation pages are held out whole (see `PICKS`)."""
+                 pick: str = "random", pick_model: str = "default") -> DataSplit:
+    """Train/val samples from a labels file; validation pages are held out whole (see `PICKS`).
+
+    `pick_model` reads the lines for the confidence picks (the base model, as in the app's queue).
+    """
     from core.geometry import crop_line
     from core.ingest import load_image
     from core.labels import read_labels
@@ -73,9 +93,13 @@ def load_samples(labels: str | Path, split: str, val_fraction: float, limit_line
     pages = sorted(read_labels(labels, split=split), key=lambda p: str(p.image_path))
     problems = list(getattr(pages, "problems", []))
     rng = random.Random(seed)
-    pool: list = []
-    if pick == "first":
-        pages, pool = _first_pages(pages, limit_lines)
+    rest: list = []
+    if pick != "random" and limit_lines:
+        keep = (_first_pages(pages, limit_lines) if pick == "first"
+                else _queued_lines(pages, labels, split, limit_lines, pick, pick_model))
+        halves = [_split_lines(page, k) for page, k in zip(pages, keep, strict=True)]
+        pages = [kept for kept, _ in halves if kept.lines]
+        rest = [other for _, other in halves if other.lines]
         limit_lines = None
     order = list(pages)
     rng.shuffle(order)
@@ -113,8 +137,10 @@ def load_samples(labels: str | Path, split: str, val_fraction: float, limit_line
     if limit_lines:
         train = train[:limit_lines]  # pages are already in seeded random order
         kept = {s.page for s in train}
-        pool = [p for p in train_pages if p.image_path.name not in kept]
+        rest = [p for p in train_pages if p.image_path.name not in kept]
     val = cut(val_pages)
+    held = {p.image_path for p in val_pages}
+    pool = [p for p in rest if p.image_path not in held]
     if not train:
         raise BadInputError(
             f"{labels}: no trainable lines in split {split!r} "

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from core.labels import read_labels
 from core.train.adapter import Progress
 from core.train.data import Sample
 
@@ -78,42 +79,52 @@ def read_pool(recognizer, crops: Sequence[Sample], deadline: float,
 
 
 def self_train(labels: str | Path, out: Path, max_minutes: float, progress: Progress | None = None,
-               should_stop: Callable[[], bool] | None = None, **train_kwargs) -> Path:
+               should_stop: Callable[[], bool] | None = None, pool: str | Path | None = None,
+               pool_split: str | None = None, **train_kwargs) -> Path:
     """Teacher on the labelled lines, pseudo-labels on the pool, student on both; returns the student's dir.
 
+    The pool is the split's lines the run keeps no label of, plus the pages of the labels file
+    `pool` (`pool_split`: only that split of it; texts ignored), e.g. the app's unconfirmed lines.
     `train_kwargs` go to both fine-tunes (split, base, pick, limit_lines, seed, ...); the whole run
     keeps to `max_minutes`, reading the pool included.
     """
     from core.recognize import resolve_recognizer_spec
     from core.recognize.registry import clear_cache, load
+    from core.settings import configure_process
+    from core.train import select
     from core.train.data import load_samples
     from core.train_recognizer import train_recognizer
 
     t0 = time.monotonic()
     report = progress or (lambda _d: None)
     stop = should_stop or (lambda: False)
+    kw = {"split": "train", "val_fraction": 0.1, "limit_lines": None, "seed": 0, "pick": "random", "base": "default",
+          **train_kwargs}
+    kw["pick_model"] = kw.get("pick_model") or kw["base"]  # the student's base is the teacher, not what picked
+    configure_process(threads=kw.get("threads"))
+    t0 += select.replay_queue(labels, kw["split"], kw["pick"], kw["limit_lines"], kw["pick_model"], report)
     out = Path(out).expanduser().resolve()
     teacher_dir = out.parent / f".{out.name}.teacher"
     shutil.rmtree(teacher_dir, ignore_errors=True)  # a crashed run's teacher is trained again
     report({"message": "self-training: the teacher learns the labelled lines first"})
     train_recognizer(labels, out=teacher_dir, max_minutes=max_minutes * TEACHER_SHARE, progress=report,
-                     should_stop=stop, **train_kwargs)
+                     should_stop=stop, **kw)
     try:
-        data = load_samples(labels, train_kwargs.get("split", "train"), train_kwargs.get("val_fraction", 0.1),
-                            train_kwargs.get("limit_lines"), train_kwargs.get("seed", 0), train_kwargs.get("pick", "random"))
-        crops = pool_crops(data.pool, random.Random(train_kwargs.get("seed", 0)))
+        data = load_samples(labels, kw["split"], kw["val_fraction"], kw["limit_lines"], kw["seed"], kw["pick"],
+                            kw["pick_model"])
+        pages = data.pool + (read_labels(pool, split=pool_split) if pool else [])
+        crops = pool_crops(pages, random.Random(kw["seed"]))
         deadline = t0 + 60 * max_minutes * (TEACHER_SHARE + READ_SHARE)
-        readings = read_pool(load(str(teacher_dir)), crops, deadline, stop)
-        learned, stats = vet(readings)
-        stats.update(pool_pages=len(data.pool), pool_lines=len(crops))
+        learned, stats = vet(read_pool(load(str(teacher_dir)), crops, deadline, stop))
+        stats.update(pool_pages=len(pages), pool_lines=len(crops))
         report({"message": f"self-training: read {stats['read']} of {len(crops)} unlabelled lines; learning from "
                            f"{stats['learned']} (left out: {stats['empty']} empty, {stats['unsure']} unsure, "
                            f"{stats['collapsed_lines']} collapsed {stats['collapsed']})"})
         left = max_minutes - (time.monotonic() - t0) / 60
-        base = resolve_recognizer_spec(train_kwargs.get("base", "default"))  # the student's manifest names it
-        kwargs = {**train_kwargs, "base": str(teacher_dir)}
+        base = resolve_recognizer_spec(kw["base"])  # the student's manifest names it
         return train_recognizer(labels, out=out, max_minutes=max(left, 0.05), progress=report, should_stop=stop,
-                                extra_train=learned, provenance={"self_training": stats, "base": base}, **kwargs)
+                                extra_train=learned, provenance={"self_training": stats, "base": base},
+                                **{**kw, "base": str(teacher_dir)})
     finally:
         clear_cache()
         shutil.rmtree(teacher_dir, ignore_errors=True)

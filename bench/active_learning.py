@@ -1,0 +1,99 @@
+"""Which 250 corrections teach most: first pages, random pages (three seeds), the app's fix-next queue, spread.
+
+Each row fine-tunes the default recognizer on `--size` labelled lines of the notes' train split,
+chosen by one pick (core.train.data.PICKS), with and/or without self-training on the split's other
+lines, for the same time budget, and scores it on the `eval` split. Validation comes out of the
+`--size` lines for every pick but `random`, whose validation pages come on top (the learning
+curve's convention): the table says so. Rows are appended to
+`--results` (JSON lines) as they finish, so a long table can be built one row per call; the table
+of every row in that file is printed at the end.
+
+    .venv/bin/python bench/active_learning.py --rows first,random/0,random/1,random/2,fix-next,spread \\
+        --self-train both --threads 2 --work WORK_DIR --results WORK_DIR/active.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from devdata import NOTES_LABELS as NOTES
+from learning_curve import fine_tune_and_score
+
+from core.evaluate import load_line_set
+from core.settings import configure_process
+from core.train.data import PICKS
+
+
+def parse_rows(spec: str, self_train: str) -> list[tuple[str, int, bool]]:
+    """'first,random/1' and 'off|on|both' → [(pick, seed, self_train), ...]."""
+    modes = {"off": [False], "on": [True], "both": [False, True]}[self_train]
+    rows = []
+    for item in spec.split(","):
+        pick, _, seed = item.strip().partition("/")
+        if pick not in PICKS:
+            raise SystemExit(f"unknown pick {pick!r} (known: {', '.join(PICKS)})")
+        rows += [(pick, int(seed or 0), st) for st in modes]
+    return rows
+
+
+def table(results: list[dict]) -> str:
+    """Markdown: one line per pick and self-training setting; random's seeds as mean ± spread (max - min)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["size"], r["pick"], bool(r["self_training"]), r.get("transductive", False)), []).append(r)
+    out = ["| lines | pick | self-training | runs | cer_4plus | best path | lines learned (+ pseudo) | validation |",
+           "|---|---|---|---|---|---|---|---|"]
+    for (size, pick, st, trans), rows in sorted(groups.items()):
+        cer = [r["eval_cer_4plus"] for r in rows]
+        bp = [r["eval_cer_4plus_best_path"] for r in rows]
+        spread = f" ± {(max(cer) - min(cer)) / 2:.4f}" if len(rows) > 1 else ""
+        learned = [r["self_training"]["learned"] for r in rows if r["self_training"]]
+        labelled = round(statistics.fmean(r["train_lines"] for r in rows)) - (round(statistics.fmean(learned))
+                                                                               if learned else 0)
+        extra = f" (+{round(statistics.fmean(learned))})" if learned else ""
+        mode = ("on, eval pages in the pool" if trans else "on") if st else "off"
+        val = f"{rows[0].get('val_lines')} lines, {rows[0].get('val_pages')} pages" + (
+            " (besides the lines)" if pick == "random" else "")
+        out.append(f"| {size} | {pick} | {mode} | {len(rows)} | {statistics.fmean(cer):.4f}{spread} | "
+                   f"{statistics.fmean(bp):.4f} | {labelled}{extra} | {val} |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--labels", default=str(NOTES))
+    ap.add_argument("--size", type=int, default=250, help="labelled lines per run")
+    ap.add_argument("--rows", default="first,random/0,random/1,random/2,fix-next,spread",
+                    help="comma-separated picks, random with /SEED")
+    ap.add_argument("--self-train", choices=["off", "on", "both"], default="both")
+    ap.add_argument("--transductive", action="store_true", help="self-training pool includes the eval pages")
+    ap.add_argument("--max-minutes", type=float, default=15.0)
+    ap.add_argument("--base", default="default")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (2 on a quiet 2-core machine)")
+    ap.add_argument("--work", required=True, help="where the fine-tuned models go (outside the repository)")
+    ap.add_argument("--results", required=True, help="JSON lines file the rows are appended to")
+    ap.add_argument("--table-only", action="store_true", help="print the table of --results and stop")
+    args = ap.parse_args()
+    results_file = Path(args.results)
+    if not args.table_only:
+        configure_process(threads=args.threads)
+        eval_set = load_line_set(args.labels, "eval")
+        for pick, seed, st in parse_rows(args.rows, args.self_train):
+            name = f"{args.size}-{pick}-s{seed}{'-st' if st else ''}{'-trans' if args.transductive else ''}"
+            run = fine_tune_and_score(args.labels, eval_set, Path(args.work) / name, base=args.base,
+                                      max_minutes=args.max_minutes, limit_lines=args.size, seed=seed, recipe={},
+                                      pick=pick, self_train=st, transductive=args.transductive)
+            row = {"size": args.size, "max_minutes": args.max_minutes, **run}
+            with open(results_file, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row) + "\n")
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    rows = [json.loads(x) for x in results_file.read_text(encoding="utf-8").splitlines() if x.strip()]
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
