@@ -73,13 +73,10 @@ def train_recognizer(
 ) -> Path:
     """Fine-tune `base` on `labels` (split `split`) for at most `max_minutes`; returns the new model dir.
 
-    `should_stop()` ends training early: the best weights so far are saved as usual (if no
-    validation has happened yet, CancelledError is raised and the checkpoint kept for resume).
-    `device` (None: the `device` setting) is where it trains (`training_device`). `pick` chooses the
-    `limit_lines` labelled lines (`core.train.data.PICKS`; the queue picks read with `pick_model`,
-    default `base`); `self_train` also learns from the split's other lines, unlabelled, and from the
-    pages of `pool` (a labels file; `pool_split`: one split of it) (`core.train.selftrain`), which
-    calls this again with `extra_train` (pseudo-labelled lines) and `provenance` (for the manifest).
+    `should_stop()` ends training early, keeping the best weights (before the first validation:
+    CancelledError, checkpoint kept). `device`: see `training_device`. `pick` chooses the
+    `limit_lines` labelled lines (`core.train.data.PICKS`, read with `pick_model` or `base`); `self_train`
+    (`core.train.selftrain`) adds the unlabelled rest and `pool`, via `extra_train` and `provenance`.
     """
     if self_train:
         from core.train.selftrain import self_train as run_self_training
