@@ -150,13 +150,14 @@ def _write_labels(out: Path, pages: Iterable[dict]) -> None:
     write_atomic(out, lambda fh: fh.writelines((json.dumps(p, ensure_ascii=False) + "\n").encode() for p in pages))
 
 
-def _pool_rows(store: Store) -> list:
-    """Unconfirmed lines of pages not held out, with a usable box: what self-training may read unlabelled.
+def _pool_rows(store: Store) -> list[tuple]:
+    """(row, points) of the unconfirmed lines of pages not held out, with a usable box: the unlabelled pool.
 
     Held-out pages stay out entirely, so the lines a new model is scored on are never learned from,
     not even as a teacher's guesses.
     """
-    return [r for r in store.unconfirmed_lines() if len(json.loads(r["points"])) >= 3]
+    rows = ((r, json.loads(r["points"])) for r in store.unconfirmed_lines())
+    return [(r, points) for r, points in rows if len(points) >= 3]
 
 
 def pool_size(store: Store) -> int:
@@ -172,11 +173,11 @@ def export_pool(store: Store, out: str | Path) -> dict:
     """
     out = Path(out)
     by_page: dict[int, list] = defaultdict(list)
-    for r in _pool_rows(store):
-        by_page[r["page_id"]].append(r)
+    for r, points in _pool_rows(store):
+        by_page[r["page_id"]].append((r, points))
     _write_labels(out, ({
-        "page": str(store.home / lines[0]["image_path"]), "doc": lines[0]["document_name"], "split": "pool",
-        "lines": [{"points": json.loads(r["points"]), "text": ""} for r in lines],
+        "page": str(store.home / lines[0][0]["image_path"]), "doc": lines[0][0]["document_name"], "split": "pool",
+        "lines": [{"points": points, "text": ""} for _, points in lines],
     } for lines in by_page.values()))
     return {"path": str(out), "lines": sum(len(v) for v in by_page.values()), "pages": len(by_page)}
 

@@ -78,6 +78,13 @@ def _split_lines(page, keep: set[int]) -> tuple:
             make(page.image_path, page.doc, page.split, [ln for i, ln in enumerate(page.lines) if i not in keep]))
 
 
+def split_pages(labels: str | Path, split: str) -> list:
+    """The split's pages in file-name order: the one order picks and their line keys refer to."""
+    from core.labels import read_labels
+
+    return sorted(read_labels(labels, split=split), key=lambda p: str(p.image_path))
+
+
 def load_samples(labels: str | Path, split: str, val_fraction: float, limit_lines: int | None, seed: int,
                  pick: str = "random", pick_model: str = "default") -> DataSplit:
     """Train/val samples from a labels file; validation pages are held out whole (see `PICKS`).
@@ -86,11 +93,10 @@ def load_samples(labels: str | Path, split: str, val_fraction: float, limit_line
     """
     from core.geometry import crop_line
     from core.ingest import load_image
-    from core.labels import read_labels
 
     if pick not in PICKS:
         raise BadInputError(f"unknown pick {pick!r} (known: {', '.join(PICKS)})")
-    pages = sorted(read_labels(labels, split=split), key=lambda p: str(p.image_path))
+    pages = split_pages(labels, split)
     problems = list(getattr(pages, "problems", []))
     rng = random.Random(seed)
     rest: list = []

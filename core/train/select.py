@@ -32,11 +32,11 @@ def _confidences(labels: str, _mtime_ns: int, split: str, model: str) -> dict[Li
     from core.errors import BadInputError
     from core.geometry import crop_line
     from core.ingest import load_image
-    from core.labels import read_labels
     from core.recognize.registry import load
+    from core.train.data import split_pages
 
     reader = load(model)
-    pages = sorted(read_labels(labels, split=split), key=lambda p: str(p.image_path))
+    pages = split_pages(labels, split)
     out: dict[LineKey, tuple[float, float]] = {}
     for pi, page in enumerate(pages):
         try:
