@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from core.errors import ModelError
@@ -125,3 +127,27 @@ def test_decoder_choice_stops_trying_settings_at_its_deadline(default):
     late = crnn.tune_decoding(default, crops, texts, lm, deadline=0.0)  # already past: one setting, then stop
     assert len(late["tried"]) == 1 and late["settings_skipped"] == len(full["tried"]) - 1
     assert default.lm is saved  # the recognizer's own character model is back
+
+
+class _ReadsTheText:
+    """A recognizer whose frames are the line's text: the best path reads it right, beam search adds `beam_adds`."""
+
+    lm = None
+
+    def __init__(self, beam_adds: str):
+        self.beam_adds = beam_adds
+
+    def all_frame_probs(self, crops):
+        return list(crops)
+
+    def decode(self, frames, opts):
+        return SimpleNamespace(text=frames + (self.beam_adds if opts.get("beam") else ""))
+
+
+def test_decoder_choice_keeps_the_beam_on_a_tie_and_drops_it_when_the_best_path_reads_better():
+    from core.recognize.charlm import CharNgramLM
+
+    texts = ["merge sort", "stack frame"]
+    lm = CharNgramLM.train(texts * 3, 3)
+    assert crnn.tune_decoding(_ReadsTheText(""), texts, texts, lm)["beam"] == crnn.DEFAULT_DECODING["beam"] > 0
+    assert crnn.tune_decoding(_ReadsTheText("x"), texts, texts, lm)["beam"] == 0

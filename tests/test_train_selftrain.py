@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,35 @@ def test_self_training_learns_from_pseudo_labels_within_the_budget(tmp_path, fou
     assert manifest["base"] == "english_g2" and manifest["trained_on"]["pick"] == "first"
     assert not list(tmp_path.glob(".student.teacher*"))  # the teacher is gone
     assert any("self-training: read 8 of 8 unlabelled lines" in e.get("message", "") for e in events)
+
+
+def test_a_page_whose_readings_are_mostly_unsure_is_left_out_whole():
+    def page_readings(page: str, confidences: list[float]) -> list[tuple[Sample, str, float]]:
+        return [(Sample(Image.new("RGB", (40, 10), "white"), "", page), f"{page} {i}", c)
+                for i, c in enumerate(confidences)]
+
+    readings = page_readings("upright.png", [0.9] * 10) + page_readings("drawing.png", [0.95] + [0.3] * 9)
+    learned, stats = vet(readings, keep_share=0.6)
+    assert stats["unsure_pages"] == ["drawing.png"] and stats["unsure_page_lines"] == 2  # its sure line too
+    assert {s.page for s in learned} == {"upright.png"} and stats["learned"] == 10
+
+
+def test_a_page_upside_down_is_left_out_when_the_shipped_model_reads_the_pool(tmp_path, notes_dir):
+    from core.labels import read_labels
+    from core.recognize.registry import load
+    from core.train.selftrain import pool_crops, read_pool
+
+    upright, other = (json.loads(row) for row in (notes_dir / "labels.jsonl").read_text().splitlines()[:2])
+    with Image.open(notes_dir / other["page"]) as img:
+        img.rotate(180).save(tmp_path / "upside_down.png")
+        w, h = img.size
+    upright["page"] = str(notes_dir / upright["page"])
+    other["page"] = "upside_down.png"
+    for line in other["lines"]:
+        line["points"] = [[w - x, h - y] for x, y in line["points"]]
+    (tmp_path / "pool.jsonl").write_text("\n".join(json.dumps(row) for row in (upright, other)) + "\n")
+    crops = pool_crops(read_labels(tmp_path / "pool.jsonl"), random.Random(0))
+    learned, stats = vet(read_pool(load("default"), crops, float("inf"), lambda: False))
+    rotated = f"{tmp_path.name}/upside_down.png"
+    assert stats["unsure_pages"] == [rotated] and stats["learned"] > 0
+    assert all(s.page != rotated for s in learned)

@@ -313,7 +313,7 @@ def tune_decoding(rec: CRNNRecognizer, crops: Sequence, refs: Sequence[str], lm:
     """Choose how much beam search trusts `lm` (and its prior), on held-out lines never in `lm`.
 
     Returns the decoding settings with `val_cer_greedy`, `val_cer_beam` and every setting's CER
-    (`tried`); `beam` is 0 when no setting beats the best path on these lines. The word bonus is
+    (`tried`); `beam` is 0 when the best path beats every setting on these lines. The word bonus is
     swept after the grid, at its best setting (a full cross would take four times as long).
     Past `deadline` (a `time.monotonic()` value) no further setting is tried: a time-boxed
     training run ends on time on a slower machine too (`settings_skipped` counts what was left).
@@ -353,7 +353,8 @@ def tune_decoding(rec: CRNNRecognizer, crops: Sequence, refs: Sequence[str], lm:
     finally:
         rec.lm = saved
     (share, w, b, bonus), best = min(tried.items(), key=lambda kv: kv[1])  # ties: the first, no bonus
-    return {**DEFAULT_DECODING, "beam": DEFAULT_DECODING["beam"] if best < greedy else 0, "lm_weight": w,
+    # A tie keeps the beam: on every measured run it read new pages better than the best path did.
+    return {**DEFAULT_DECODING, "beam": DEFAULT_DECODING["beam"] if best <= greedy else 0, "lm_weight": w,
             "char_bonus": b, "writer_share": share, "word_bonus": bonus, "val_cer_greedy": greedy,
             "val_cer_beam": best, "settings_skipped": planned - len(tried),
             "tried": [{"writer_share": k[0], "lm_weight": k[1], "char_bonus": k[2], "word_bonus": k[3], "cer": v}
