@@ -18,17 +18,18 @@ import random
 import numpy as np
 from devdata import NOTES_LABELS
 
+from core.labels import iter_line_crops
 from core.metrics import cer
 from core.recognize.crnn import DEFAULT_DECODING, ctc_greedy
 from core.recognize.registry import load
 from core.train.data import PICKS, load_samples
-from core.train.selftrain import KEEP_SHARE, line_crops
+from core.train.selftrain import KEEP_SHARE
 
 
 def pool_lines(labels: str, pick: str, limit_lines: int, seed: int, count: int) -> list[tuple]:
     """(crop, labelled text) of `count` lines of the pool a self-training run would read, in seeded order."""
     data = load_samples(labels, "train", 0.1, limit_lines, seed, pick)
-    out = [(crop, line.text) for page in data.pool for line, crop in line_crops(page)]
+    out = [(crop, line.text) for _, line, crop in iter_line_crops(data.pool) if min(crop.size) >= 2]
     random.Random(seed).shuffle(out)
     return out[:count]
 

@@ -33,6 +33,7 @@ from core.train.recipe import RECIPE, default_recipe
 
 __all__ = ["RECIPE", "DataSplit", "Sample", "default_recipe", "load_samples", "train_recognizer", "training_device",
            "validation_lines"]
+SHOWN_PROBLEMS = 5  # rows of the labels file left out that the training log names; the rest are counted
 
 
 def training_device(engine: str, preference: str | None = None, report: Progress | None = None) -> str:
@@ -170,6 +171,10 @@ def _announce(adapter: Adapter, data: DataSplit, val: list[Sample], report: Prog
     not_learnable = adapter.unknown_chars([s.text for s in data.train + data.val])
     report({"message": f"{len(data.train)} training lines on {data.train_pages} pages, {len(val)} validation lines"
             f" on {data.val_pages} pages; skipped {data.skipped_empty} empty and {data.skipped_unreadable} unreadable"})
+    for problem in data.problems[:SHOWN_PROBLEMS]:
+        report({"message": f"labels: {problem}"})
+    if len(data.problems) > SHOWN_PROBLEMS:
+        report({"message": f"and {len(data.problems) - SHOWN_PROBLEMS} more problems with the labels"})
     if adapter.added:
         report({"message": f"characters added to the alphabet: {''.join(adapter.added)}"})
     if not_learnable:

@@ -11,7 +11,7 @@ import pytest
 from core.errors import BadInputError, CancelledError, ModelError
 from core.labels import iter_line_crops, read_labels
 from core.recognize import load_recognizer, registry
-from core.train_recognizer import train_recognizer
+from core.train_recognizer import load_samples, train_recognizer
 from tests.tiny_models import LINES16, tiny_trocr_dir, write_labels
 
 FAST = {"augment": 0, "patience": 1000}
@@ -148,3 +148,15 @@ def test_bad_labels_are_explained(tmp_path):
         train_recognizer(gone, max_minutes=1, out=tmp_path / "m5")
     with pytest.raises(ModelError, match="unknown recognizer"):
         train_recognizer(broken, base="nope", max_minutes=1, out=tmp_path / "m6")
+
+
+def test_rows_left_out_of_the_labels_are_named_in_the_training_log(tmp_path):
+    labels = write_labels(tmp_path / "labels", [["abc", "def"], ["ghi", "jkl"]])
+    labels.write_text(labels.read_text() + "{not json\n" + json.dumps({"page": "pages/gone.png", "lines": []}) + "\n")
+    data = load_samples(labels, "train", 0.5, None, 0)
+    assert len(data.problems) == 2 and "line 3" in data.problems[0] and "gone.png is missing" in data.problems[1]
+    events: list[dict] = []
+    train_recognizer(labels, base="english_g2", max_minutes=1, out=tmp_path / "m", progress=events.append,
+                     recipe={"augment": 0, "batch_size": 4, "max_steps": 1, "val_every_steps": 1})
+    said = [e["message"] for e in events if e.get("message", "").startswith("labels: ")]
+    assert said == [f"labels: {p}" for p in data.problems]

@@ -79,10 +79,14 @@ def _split_lines(page, keep: set[int]) -> tuple:
 
 
 def split_pages(labels: str | Path, split: str) -> list:
-    """The split's pages in file-name order: the one order picks and their line keys refer to."""
-    from core.labels import read_labels
+    """The split's pages in file-name order (the one order picks and their line keys refer to), with
+    the labels file's `problems` (rows left out)."""
+    from core.labels import LabelsList, read_labels
 
-    return sorted(read_labels(labels, split=split), key=lambda p: str(p.image_path))
+    pages = read_labels(labels, split=split)
+    ordered = LabelsList(sorted(pages, key=lambda p: str(p.image_path)))
+    ordered.problems = pages.problems
+    return ordered
 
 
 def load_samples(labels: str | Path, split: str, val_fraction: float, limit_lines: int | None, seed: int,

@@ -14,7 +14,7 @@ import random
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from core.labels import read_labels
@@ -31,30 +31,20 @@ COLLAPSE_SHARE = 0.03  # a reading on more than this share of the kept lines (an
 READ_CHUNK = 64
 
 
-def line_crops(page) -> Iterator[tuple]:
-    """(labelled line, crop) for each boxed line of a page big enough to read; none if the image won't open."""
-    from core.errors import BadInputError
-    from core.geometry import crop_line
-    from core.ingest import load_image
-
-    try:
-        rgb = load_image(page.image_path)
-    except BadInputError:
-        return
-    for line in page.lines:
-        try:
-            crop = crop_line(rgb, line.points)
-        except ValueError:
-            continue
-        if crop.width >= 2 and crop.height >= 2:
-            yield line, crop
-
-
 def pool_crops(pages: Sequence, rng: random.Random) -> list[Sample]:
     """Every boxed line of the pool pages as a crop with no text, in seeded random order; each names its
-    page with its folder too (the app's pages are `DOC_ID/page-NNNN.png`)."""
-    out = [Sample(crop, "", f"{page.image_path.parent.name}/{page.image_path.name}")
-           for page in pages for _, crop in line_crops(page)]
+    page with its folder too (the app's pages are `DOC_ID/page-NNNN.png`). Unreadable pages are skipped."""
+    from core.errors import BadInputError
+    from core.labels import iter_line_crops
+
+    out = []
+    for page in pages:
+        try:
+            crops = [crop for _, _, crop in iter_line_crops([page])]
+        except BadInputError:
+            continue
+        name = f"{page.image_path.parent.name}/{page.image_path.name}"
+        out += [Sample(crop, "", name) for crop in crops if crop.width >= 2 and crop.height >= 2]
     rng.shuffle(out)
     return out
 
