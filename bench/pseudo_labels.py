@@ -20,7 +20,7 @@ from devdata import NOTES_LABELS
 
 from core.labels import iter_line_crops
 from core.metrics import cer
-from core.recognize.crnn import DEFAULT_DECODING, ctc_greedy
+from core.recognize.crnn import DEFAULT_DECODING, best_path, ctc_greedy
 from core.recognize.registry import load
 from core.train.data import PICKS, load_samples
 from core.train.selftrain import KEEP_SHARE
@@ -32,18 +32,6 @@ def pool_lines(labels: str, pick: str, limit_lines: int, seed: int, count: int) 
     out = [(crop, line.text) for _, line, crop in iter_line_crops(data.pool) if min(crop.size) >= 2]
     random.Random(seed).shuffle(out)
     return out[:count]
-
-
-def char_peaks(frames: np.ndarray) -> np.ndarray:
-    """Each best-path character's peak probability (the numbers a line's confidence averages)."""
-    best, peak, scores, prev = frames.argmax(1), frames.max(1), [], 0
-    for t, k in enumerate(best):
-        if k and k != prev:
-            scores.append(float(peak[t]))
-        elif k and k == prev:
-            scores[-1] = max(scores[-1], float(peak[t]))
-        prev = int(k)
-    return np.array(scores) if scores else np.zeros(1)
 
 
 def main() -> None:
@@ -60,7 +48,7 @@ def main() -> None:
     frames = rec.all_frame_probs([c for c, _ in lines])
     refs = [t for _, t in lines]
     read = [rec.decode(f).text for f in frames]  # as self-training reads: the model's own decoder
-    peaks = [char_peaks(f) for f in frames]
+    peaks = [np.array(best_path(f, rec.alphabet)[1] or [0.0]) for f in frames]  # each character's peak
     mean = np.array([p.mean() for p in peaks])
     beam = {**rec.decoding, "beam": DEFAULT_DECODING["beam"]}
     agree = np.array([rec.decode(f, beam).text == ctc_greedy(f, rec.alphabet)[0] for f in frames])

@@ -199,16 +199,8 @@ def extend_alphabet(model, alphabet: str, chars: str) -> tuple[str, list[str]]:
     return alphabet + "".join(added), added
 
 
-def ctc_greedy(probs: np.ndarray, alphabet: str, length: int | None = None) -> tuple[str, float]:
-    """Best-path decode of one [T, C] probability matrix → (text, confidence).
-
-    Confidence is the MEAN over emitted characters of each character's peak probability. Mean,
-    not min: 1 - mean tracks the expected share of wrong characters, so it ranks lines for
-    review by how much there is to fix; min flags every long line for its single weakest
-    character. An empty reading gets 0.0 so a box with nothing read is always reviewed.
-    """
-    if length is not None:
-        probs = probs[:length]
+def best_path(probs: np.ndarray, alphabet: str) -> tuple[str, list[float]]:
+    """The best path's characters of one [T, C] probability matrix, each with its peak probability."""
     best = probs.argmax(1)
     peak = probs.max(1)
     chars: list[str] = []
@@ -222,7 +214,18 @@ def ctc_greedy(probs: np.ndarray, alphabet: str, length: int | None = None) -> t
         elif k != 0 and k == prev:
             scores[-1] = max(scores[-1], float(peak[t]))
         prev = k
-    text = "".join(chars)
+    return "".join(chars), scores
+
+
+def ctc_greedy(probs: np.ndarray, alphabet: str, length: int | None = None) -> tuple[str, float]:
+    """Best-path decode of one [T, C] probability matrix → (text, confidence).
+
+    Confidence is the MEAN over emitted characters of each character's peak probability. Mean,
+    not min: 1 - mean tracks the expected share of wrong characters, so it ranks lines for
+    review by how much there is to fix; min flags every long line for its single weakest
+    character. An empty reading gets 0.0 so a box with nothing read is always reviewed.
+    """
+    text, scores = best_path(probs[:length] if length is not None else probs, alphabet)
     return text.strip(), (float(np.mean(scores)) if scores and text.strip() else 0.0)
 
 

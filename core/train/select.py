@@ -17,10 +17,6 @@ CONFIDENCE_PICKS = ("fix-next", "spread")
 LineKey = tuple[int, int]  # (page index in file order, line index in the page)
 
 
-def needs_confidences(pick: str) -> bool:
-    return pick in CONFIDENCE_PICKS
-
-
 def base_confidences(labels: str | Path, split: str, model: str) -> dict[LineKey, tuple[float, float]]:
     """(page, line) → (confidence, width/height) of `model` reading each transcribed line, once per process."""
     path = Path(labels).resolve()
@@ -30,39 +26,35 @@ def base_confidences(labels: str | Path, split: str, model: str) -> dict[LineKey
 @lru_cache(maxsize=4)
 def _confidences(labels: str, _mtime_ns: int, split: str, model: str) -> dict[LineKey, tuple[float, float]]:
     from core.errors import BadInputError
-    from core.geometry import crop_line
-    from core.ingest import load_image
+    from core.labels import iter_line_crops
     from core.recognize.registry import load
     from core.train.data import split_pages
 
     reader = load(model)
-    pages = split_pages(labels, split)
     out: dict[LineKey, tuple[float, float]] = {}
-    for pi, page in enumerate(pages):
+    for pi, page in enumerate(split_pages(labels, split)):
+        index = {id(line): li for li, line in enumerate(page.lines)}
         try:
-            rgb = load_image(page.image_path)
+            lines = [(index[id(line)], crop) for _, line, crop in iter_line_crops([page])
+                     if line.text.strip() and crop.width >= 2 and crop.height >= 2]
         except BadInputError:
             continue
-        keys, crops = [], []
-        for li, line in enumerate(page.lines):
-            try:
-                crop = crop_line(rgb, line.points)
-            except ValueError:
-                continue
-            if line.text.strip() and crop.width >= 2 and crop.height >= 2:
-                keys.append((pi, li))
-                crops.append(crop)
-        for key, crop, reading in zip(keys, crops, reader.recognize(crops), strict=True):
-            out[key] = (float(reading.confidence), crop.width / crop.height)
+        for (li, crop), reading in zip(lines, reader.recognize([c for _, c in lines]), strict=True):
+            out[(pi, li)] = (float(reading.confidence), crop.width / crop.height)
     return out
 
 
 def replay_queue(labels: str | Path, split: str, pick: str, limit_lines: int | None, model: str, report) -> float:
-    """Read the split with `model` when `pick` needs its confidences; returns the seconds it took (0 when cached)."""
-    if not (needs_confidences(pick) and limit_lines):
+    """Read the split with `model` when `pick` needs its confidences; returns the seconds it took.
+
+    Said once per process: a later call (self-training's teacher and student) finds the reading cached.
+    """
+    if not (pick in CONFIDENCE_PICKS and limit_lines):
         return 0.0
-    start = time.monotonic()
+    misses, start = _confidences.cache_info().misses, time.monotonic()
     base_confidences(labels, split, model)
+    if _confidences.cache_info().misses == misses:
+        return 0.0
     seconds = time.monotonic() - start
     report({"message": f"read every line with {model} to replay the {pick} queue in {seconds:.0f} s (outside "
                        "the time budget: the app has these confidences from transcribing)"})
