@@ -18,6 +18,7 @@ import argparse
 import json
 import statistics
 import sys
+import zlib
 from pathlib import Path
 
 from devdata import NOTES_LABELS as NOTES
@@ -44,10 +45,11 @@ def table(results: list[dict]) -> str:
     """Markdown: one line per pick and self-training setting; random's seeds as mean ± spread (max - min)."""
     groups: dict[tuple, list[dict]] = {}
     for r in results:
-        groups.setdefault((r["size"], r["pick"], bool(r["self_training"]), r.get("transductive", False)), []).append(r)
+        key = (r["size"], r["pick"], bool(r["self_training"]), r.get("transductive", False), r.get("recipe", ""))
+        groups.setdefault(key, []).append(r)
     out = ["| lines | pick | self-training | runs | cer_4plus | best path | lines learned (+ pseudo) | validation |",
            "|---|---|---|---|---|---|---|---|"]
-    for (size, pick, st, trans), rows in sorted(groups.items()):
+    for (size, pick, st, trans, recipe), rows in sorted(groups.items()):
         cer = [r["eval_cer_4plus"] for r in rows]
         bp = [r["eval_cer_4plus_best_path"] for r in rows]
         spread = f" ± {(max(cer) - min(cer)) / 2:.4f}" if len(rows) > 1 else ""
@@ -56,6 +58,7 @@ def table(results: list[dict]) -> str:
                                                                                if learned else 0)
         extra = f" (+{round(statistics.fmean(learned))})" if learned else ""
         mode = ("on, eval pages in the pool" if trans else "on") if st else "off"
+        mode += f", recipe {recipe}" if recipe else ""
         val = f"{rows[0].get('val_lines')} lines, {rows[0].get('val_pages')} pages" + (
             " (besides the lines)" if pick == "random" else "")
         out.append(f"| {size} | {pick} | {mode} | {len(rows)} | {statistics.fmean(cer):.4f}{spread} | "
@@ -74,6 +77,7 @@ def main() -> None:
     ap.add_argument("--max-minutes", type=float, default=15.0)
     ap.add_argument("--base", default="default")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (2 on a quiet 2-core machine)")
+    ap.add_argument("--recipe", default="", help='JSON overrides of the training recipe, e.g. \'{"ema_decay": 0.98}\'')
     ap.add_argument("--work", required=True, help="where the fine-tuned models go (outside the repository)")
     ap.add_argument("--results", required=True, help="JSON lines file the rows are appended to")
     ap.add_argument("--table-only", action="store_true", help="print the table of --results and stop")
@@ -84,10 +88,13 @@ def main() -> None:
         eval_set = load_line_set(args.labels, "eval")
         for pick, seed, st in parse_rows(args.rows, args.self_train):
             name = f"{args.size}-{pick}-s{seed}{'-st' if st else ''}{'-trans' if args.transductive else ''}"
+            name += f"-r{zlib.crc32(args.recipe.encode()) % 10**6}" if args.recipe else ""  # one folder per recipe
             run = fine_tune_and_score(args.labels, eval_set, Path(args.work) / name, base=args.base,
-                                      max_minutes=args.max_minutes, limit_lines=args.size, seed=seed, recipe={},
-                                      pick=pick, self_train=st, transductive=args.transductive)
-            row = {"size": args.size, "max_minutes": args.max_minutes, **run}
+                                      max_minutes=args.max_minutes, limit_lines=args.size, seed=seed,
+                                      recipe=json.loads(args.recipe or "{}"), pick=pick, self_train=st,
+                                      transductive=args.transductive)
+            row = {"size": args.size, "max_minutes": args.max_minutes, **({"recipe": args.recipe} if args.recipe else {}),
+                   **run}
             with open(results_file, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(row) + "\n")
             print(json.dumps(row), file=sys.stderr, flush=True)

@@ -71,13 +71,15 @@ def train_recognizer(
     pool_split: str | None = None,
     extra_train: list[Sample] | None = None,
     provenance: dict | None = None,
+    cer_to_beat: float | None = None,
 ) -> Path:
     """Fine-tune `base` on `labels` (split `split`) for at most `max_minutes`; returns the new model dir.
 
     `should_stop()` ends training early, keeping the best weights (before the first validation:
     CancelledError, checkpoint kept). `device`: see `training_device`. `pick` chooses the
     `limit_lines` labelled lines (`core.train.data.PICKS`, read with `pick_model` or `base`); `self_train`
-    (`core.train.selftrain`) adds the unlabelled rest and `pool`, via `extra_train` and `provenance`.
+    (`core.train.selftrain`) adds the unlabelled rest and `pool`, via `extra_train` and `provenance`;
+    `cer_to_beat`: the base's weights are kept only if the run's never validate under it (`Run.cer_to_beat`).
     """
     if self_train:
         from core.train.selftrain import self_train as run_self_training
@@ -122,7 +124,7 @@ def train_recognizer(
     checkpoint = Checkpoint(out.parent / f"{out.name}.work", signature)
     state, best = checkpoint.restore(adapter.model, optim, resume, report)
     run = Run(adapter, data, val, rec, optim, accelerator, state, best, checkpoint, report,
-              should_stop or (lambda: False), seed)
+              should_stop or (lambda: False), seed, cer_to_beat=cer_to_beat)
     run.validate_base()
     run.train(TimeBudget.start(t0, max_minutes, state.elapsed))
     run.finish()

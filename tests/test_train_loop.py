@@ -26,7 +26,8 @@ class Reader(BaseRecognizer):
 
 
 class Linear(Adapter):
-    """A linear layer that reads every line as `reads` (so its validation CER never changes)."""
+    """A linear layer that reads every line as `reads` (so its validation CER never changes), or as the
+    next of `reads` at each validation when it is an iterator."""
 
     family, loss_name = "test", "mse"
 
@@ -50,7 +51,7 @@ class Linear(Adapter):
         return (self.model(torch.ones(len(samples), 2)) ** 2).mean()
 
     def recognizer(self, name="training"):
-        return Reader(self.reads)
+        return Reader(self.reads if isinstance(self.reads, str) else next(self.reads))
 
     def save(self, folder, state):
         raise AssertionError("the loop never saves a model")
@@ -65,7 +66,7 @@ class Linear(Adapter):
         return {}
 
 
-def _run(tmp_path, stop=lambda: False, reads: str = "", **recipe) -> Run:
+def _run(tmp_path, stop=lambda: False, reads="", cer_to_beat: float | None = None, **recipe) -> Run:
     from accelerate import Accelerator
     from PIL import Image
 
@@ -75,7 +76,7 @@ def _run(tmp_path, stop=lambda: False, reads: str = "", **recipe) -> Run:
     accelerator = Accelerator(cpu=True)
     optim = configure_optimizer(adapter, rec, accelerator)
     run = Run(adapter, DataSplit(samples, samples, 1, 1), samples, rec, optim, accelerator, RunState(), None,
-              Checkpoint(tmp_path / "work", {}), lambda _d: None, stop, seed=0)
+              Checkpoint(tmp_path / "work", {}), lambda _d: None, stop, seed=0, cer_to_beat=cer_to_beat)
     run.checkpoint.work.mkdir()
     run.validate_base()
     run.train(TimeBudget.start(0.0, 1e6, 0.0))
@@ -108,3 +109,16 @@ def test_each_family_has_a_complete_adapter():
     with pytest.raises(TypeError):
         type("Partial", (Adapter,), {})()  # an adapter that leaves out a step cannot be built
     assert EncoderDecoderAdapter.fit_decoder is not Adapter.fit_decoder  # TrOCR's is a no-op, but its own
+
+
+@pytest.mark.parametrize(("cer_to_beat", "kept"), [(0.9, "own"), (0.4, "base")])
+def test_with_a_cer_to_beat_the_base_is_only_the_fallback(tmp_path, cer_to_beat, kept):
+    # the base reads perfectly, the run's weights worse: 0.5 at step 2, 1.0 at step 4
+    run = _run(tmp_path, reads=iter(["ab", "a", ""]), cer_to_beat=cer_to_beat, max_steps=4, val_every_steps=2,
+               patience=100)
+    assert run.state.base_cer == 0.0 and [h["val_cer"] for h in run.state.history] == [0.5, 1.0]
+    if kept == "own":  # under the bar: the run's best weights, not the base's
+        assert run.state.best_cer == 0.5 and run.best is not run.fallback
+        assert not (run.best["weight"] == run.fallback["weight"]).all()
+    else:  # never under it: the base's weights and CER come back
+        assert run.state.best_cer == 0.0 and run.best is run.fallback

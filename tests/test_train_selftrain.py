@@ -108,6 +108,9 @@ def test_self_training_learns_from_pseudo_labels_within_the_budget(tmp_path, fou
     assert manifest["base"] == "english_g2" and manifest["trained_on"]["pick"] == "first"
     assert not list(tmp_path.glob(".student.teacher*"))  # the teacher is gone
     assert any("self-training: read 8 of 8 unlabelled lines" in e.get("message", "") for e in events)
+    # the student's bar is the first base's validation CER (the teacher's first validation), not the teacher's
+    first_base = next(e["val_cer"] for e in events if e.get("message", "").startswith("base model"))
+    assert stats["base_val_cer"] == first_base
 
 
 def test_a_page_whose_readings_are_mostly_unsure_is_left_out_whole():

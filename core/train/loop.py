@@ -72,6 +72,10 @@ class Run:
     stopped_early: bool = False
     cancelled: bool = False
     loop_end: float = 0.0
+    # None: the base's weights compete with the run's own. Else the base is only the fallback: the run's best
+    # weights replace it if they validate under this CER (a self-training student against its first base's)
+    cer_to_beat: float | None = None
+    fallback: dict | None = None
 
     def validate_base(self) -> None:
         """Score the base on a fresh start: the number to beat, and the time one validation takes."""
@@ -85,6 +89,8 @@ class Run:
                      "val_cer": self.state.base_cer, "step": 0})
         if self.best is None:
             self.best, self.state.best_cer = snapshot(self.adapter.model), self.state.base_cer
+            if self.cer_to_beat is not None:
+                self.fallback, self.state.best_cer = self.best, None  # the first validation replaces it
 
     def train(self, budget: TimeBudget) -> None:
         """Epochs until the deadline, the step cap, a stop request or `patience` validations without gain."""
@@ -162,8 +168,14 @@ class Run:
         if self.steps_since_val > 0 and not self.cancelled:
             if record_final(self.state, val_cer(self.adapter, self.val)):
                 self.best = snapshot(self.adapter.model)
+        self._keep_base_unless_beaten()
         self.state.elapsed = self.budget.elapsed()
         self.save_checkpoint()
+
+    def _keep_base_unless_beaten(self) -> None:
+        """With `cer_to_beat`, the base's weights come back unless the run's best validated under it."""
+        if self.fallback is not None and (self.state.best_cer is None or self.state.best_cer >= self.cer_to_beat):
+            self.best, self.state.best_cer = self.fallback, self.state.base_cer
 
     def save_checkpoint(self) -> None:
         self.checkpoint.save(self.adapter.model, self.optim, self.state, self.best)

@@ -5,11 +5,14 @@ pool (line boxes only, never their texts), and its most confident readings join 
 lines for the rest of the budget, in a student that starts from the teacher. Readings are vetted
 first: empty ones, unsure ones and a string that comes back again and again (self-training's
 known collapse) are left out, and the training log says how many. Validation stays on labelled
-pages only, so the student keeps the teacher's weights unless it reads those pages better.
+pages only. The student's best weights replace the teacher's if they read those pages better than
+the first base did (not the teacher: a validation page of first pages is too few lines to rank the
+two; decision 0010).
 """
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import time
@@ -125,13 +128,14 @@ def self_train(labels: str | Path, out: Path, max_minutes: float, progress: Prog
         crops = pool_crops(pages, random.Random(kw["seed"]))
         deadline = t0 + 60 * max_minutes * (TEACHER_SHARE + READ_SHARE)
         learned, stats = _pseudo_labels(teacher_dir, crops, deadline, stop, report)
-        stats.update(pool_pages=len(pages), pool_lines=len(crops))
+        first_base_cer = json.loads((teacher_dir / "inkscribe.json").read_text())["metrics"]["base_val_cer"]
+        stats.update(pool_pages=len(pages), pool_lines=len(crops), base_val_cer=first_base_cer)
         del crops, data  # the crops not learned from are freed before the student trains
         left = max_minutes - (time.monotonic() - t0) / 60
         base = resolve_recognizer_spec(kw["base"])  # the student's manifest names it
         return train_recognizer(labels, out=out, max_minutes=max(left, 0.05), progress=report, should_stop=stop,
                                 extra_train=learned, provenance={"self_training": stats, "base": base},
-                                **{**kw, "base": str(teacher_dir)})
+                                cer_to_beat=first_base_cer, **{**kw, "base": str(teacher_dir)})
     finally:
         clear_cache()
         shutil.rmtree(teacher_dir, ignore_errors=True)

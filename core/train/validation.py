@@ -34,7 +34,7 @@ def record(state: RunState, cer: float, losses: list[float]) -> bool:
 def record_final(state: RunState, cer: float) -> bool:
     """Add the last weights' validation to the history; returns whether they beat the best so far."""
     state.history.append({"step": state.step, "val_cer": cer})
-    if cer < state.best_cer:
+    if state.best_cer is None or cer < state.best_cer:
         state.best_cer = cer
         return True
     return False
