@@ -77,7 +77,7 @@ def main() -> None:
     ap.add_argument("--max-minutes", type=float, default=15.0)
     ap.add_argument("--base", default="default")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (2 on a quiet 2-core machine)")
-    ap.add_argument("--recipe", default="", help='JSON overrides of the training recipe, e.g. \'{"ema_decay": 0.98}\'')
+    ap.add_argument("--recipe", default="", help='JSON overrides of the training recipe, e.g. \'{"lr": 5e-4}\'')
     ap.add_argument("--work", required=True, help="where the fine-tuned models go (outside the repository)")
     ap.add_argument("--results", required=True, help="JSON lines file the rows are appended to")
     ap.add_argument("--table-only", action="store_true", help="print the table of --results and stop")
