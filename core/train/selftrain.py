@@ -12,7 +12,6 @@ two; decision 0010).
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 import time
@@ -100,6 +99,7 @@ def self_train(labels: str | Path, out: Path, max_minutes: float, progress: Prog
     `train_kwargs` go to both fine-tunes (split, base, pick, limit_lines, seed, ...); the whole run
     keeps to `max_minutes`, reading the pool included.
     """
+    from core.modeldir import read_manifest
     from core.recognize import resolve_recognizer_spec
     from core.recognize.registry import clear_cache
     from core.settings import configure_process
@@ -128,7 +128,7 @@ def self_train(labels: str | Path, out: Path, max_minutes: float, progress: Prog
         crops = pool_crops(pages, random.Random(kw["seed"]))
         deadline = t0 + 60 * max_minutes * (TEACHER_SHARE + READ_SHARE)
         learned, stats = _pseudo_labels(teacher_dir, crops, deadline, stop, report)
-        first_base_cer = json.loads((teacher_dir / "inkscribe.json").read_text())["metrics"]["base_val_cer"]
+        first_base_cer = read_manifest(teacher_dir)["metrics"]["base_val_cer"]
         stats.update(pool_pages=len(pages), pool_lines=len(crops), base_val_cer=first_base_cer)
         del crops, data  # the crops not learned from are freed before the student trains
         left = max_minutes - (time.monotonic() - t0) / 60
