@@ -4,9 +4,12 @@ Self-training (core/train/selftrain.py) learns from a teacher's most confident r
 whose texts it never sees. The notes label those lines, so this reads a run's pool with a model
 and scores its readings against the labels it ignored: CER by fifth of confidence, of the share
 self-training keeps, and of other ways to choose (the least sure character, the sum of doubts,
-best path and beam search agreeing). docs/decisions/0010-self-training.md.
+best path and beam search agreeing) — and, with `--second`, of the readings of the teacher's and a
+second model's frame probabilities averaged (tried as a pseudo-labeller, not kept).
+docs/decisions/0010-self-training.md.
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/pseudo_labels.py --model MODEL_DIR --pick first --limit-lines 250
+    OMP_NUM_THREADS=2 .venv/bin/python bench/pseudo_labels.py --model MODEL_DIR --pick first --limit-lines 250 \
+        [--second default]
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ def main() -> None:
     ap.add_argument("--limit-lines", type=int, default=250)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lines", type=int, default=1500, help="how many pool lines to read")
+    ap.add_argument("--second", help="a CTC model of the same input height whose frames are averaged in, 50/50")
     args = ap.parse_args()
     lines = pool_lines(args.labels, args.pick, args.limit_lines, args.seed, args.lines)
     rec = load(args.model)
@@ -53,9 +57,9 @@ def main() -> None:
     beam = {**rec.decoding, "beam": DEFAULT_DECODING["beam"]}
     agree = np.array([rec.decode(f, beam).text == ctc_greedy(f, rec.alphabet)[0] for f in frames])
 
-    def score(idx) -> dict:
+    def score(idx, texts: list[str] = read) -> dict:
         idx = list(idx)
-        return {"lines": len(idx), "cer": round(cer([refs[i] for i in idx], [read[i] for i in idx]), 4),
+        return {"lines": len(idx), "cer": round(cer([refs[i] for i in idx], [texts[i] for i in idx]), 4),
                 "mean_chars": round(float(np.mean([len(refs[i]) for i in idx])), 1) if idx else 0}
 
     n, keep = len(lines), round(KEEP_SHARE * len(lines))
@@ -64,8 +68,33 @@ def main() -> None:
            ("sum_of_doubts", np.array([(1 - p).sum() for p in peaks])))}
     fifths = [score(by["confidence"][n * k // 5 : n * (k + 1) // 5]) for k in range(5)]
     kept = {f"kept_by_{name}": score(order[:keep]) for name, order in by.items()}
+    both = {}
+    if args.second:
+        averaged = [rec.decode(f) for f in _averaged(rec, load(args.second), frames, [c for c, _ in lines])]
+        texts = [r.text for r in averaged]
+        both = {"second_reader": {"model": args.second, "all": score(range(n), texts),
+                                  "kept_by_confidence": score(np.argsort([-r.confidence for r in averaged],
+                                                                         kind="stable")[:keep], texts)}}
     print(json.dumps({"model": args.model, "pick": args.pick, "all": score(range(n)), "by_confidence_fifth": fifths,
-                      **kept, "beam_agrees_with_best_path": score(np.flatnonzero(agree))}, indent=1))
+                      **kept, "beam_agrees_with_best_path": score(np.flatnonzero(agree)), **both}, indent=1))
+
+
+def _averaged(rec, second, frames: list, crops: list) -> list:
+    """`frames` averaged 50/50 with `second`'s frames of the same crops, each character's column matched by
+    the character (the CTC blank is column 0 in both); a line whose frame counts differ keeps its own."""
+    if second.img_height != rec.img_height:
+        raise SystemExit("--second must read at the model's input height")
+    column = {ch: i + 1 for i, ch in enumerate(rec.alphabet)}
+    pairs = [(column[ch], j + 1) for j, ch in enumerate(second.alphabet) if ch in column]
+    ours, theirs = np.array([0] + [i for i, _ in pairs]), np.array([0] + [j for _, j in pairs])
+    out = []
+    for mine, other in zip(frames, second.all_frame_probs(crops), strict=True):
+        mixed = mine.copy()
+        if mine.shape[0] == other.shape[0]:
+            mixed = 0.5 * mine
+            mixed[:, ours] += 0.5 * other[:, theirs]
+        out.append(mixed)
+    return out
 
 
 if __name__ == "__main__":
