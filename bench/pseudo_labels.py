@@ -4,8 +4,8 @@ Self-training (core/train/selftrain.py) learns from a teacher's most confident r
 whose texts it never sees. The notes label those lines, so this reads a run's pool with a model
 and scores its readings against the labels it ignored: CER by fifth of confidence, of the share
 self-training keeps, and of other ways to choose (the least sure character, the sum of doubts,
-best path and beam search agreeing) — and, with `--second`, of the readings of the teacher's and a
-second model's frame probabilities averaged (tried as a pseudo-labeller, not kept).
+best path and beam search agreeing) — and, with `--second`, of what it reads with a second model's
+frame probabilities averaged into its own (tried as the pseudo-labeller, not kept).
 docs/decisions/0010-self-training.md.
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/pseudo_labels.py --model MODEL_DIR --pick first --limit-lines 250 \
@@ -82,14 +82,14 @@ def main() -> None:
 def _averaged(rec, second, frames: list, crops: list) -> list:
     """`frames` averaged 50/50 with `second`'s frames of the same crops, each character's column matched by
     the character (the CTC blank is column 0 in both); a line whose frame counts differ keeps its own."""
-    if second.img_height != rec.img_height:
-        raise SystemExit("--second must read at the model's input height")
+    if not hasattr(second, "all_frame_probs") or second.img_height != rec.img_height:
+        raise SystemExit("--second must be a CTC model that reads at the model's input height")
     column = {ch: i + 1 for i, ch in enumerate(rec.alphabet)}
     pairs = [(column[ch], j + 1) for j, ch in enumerate(second.alphabet) if ch in column]
     ours, theirs = np.array([0] + [i for i, _ in pairs]), np.array([0] + [j for _, j in pairs])
     out = []
     for mine, other in zip(frames, second.all_frame_probs(crops), strict=True):
-        mixed = mine.copy()
+        mixed = mine
         if mine.shape[0] == other.shape[0]:
             mixed = 0.5 * mine
             mixed[:, ours] += 0.5 * other[:, theirs]
