@@ -24,7 +24,7 @@ def record(state: RunState, cer: float, losses: list[float]) -> bool:
     recent = losses[-50:]
     state.history.append({"step": state.step, "s": round(state.elapsed, 1), "val_cer": cer,
                           "loss": round(sum(recent) / max(1, len(recent)), 4)})
-    if state.best_cer is None or cer < state.best_cer:
+    if _improves(state, cer):
         state.best_cer, state.bad_vals = cer, 0
         return True
     state.bad_vals += 1
@@ -34,7 +34,12 @@ def record(state: RunState, cer: float, losses: list[float]) -> bool:
 def record_final(state: RunState, cer: float) -> bool:
     """Add the last weights' validation to the history; returns whether they beat the best so far."""
     state.history.append({"step": state.step, "val_cer": cer})
-    if state.best_cer is None or cer < state.best_cer:
+    if _improves(state, cer):
         state.best_cer = cer
         return True
     return False
+
+
+def _improves(state: RunState, cer: float) -> bool:
+    """Whether `cer` beats the best so far (None before a self-training student's first validation)."""
+    return state.best_cer is None or cer < state.best_cer
