@@ -122,9 +122,9 @@ def train_recognizer(
                  **({"pick": pick} if pick != "random" else {}),
                  **({"extra_train": len(extra_train)} if extra_train else {})}
     checkpoint = Checkpoint(out.parent / f"{out.name}.work", signature)
-    state, best = checkpoint.restore(adapter.model, optim, resume, report)
+    state, best, fallback = checkpoint.restore(adapter.model, optim, resume, report)
     run = Run(adapter, data, val, rec, optim, accelerator, state, best, checkpoint, report,
-              should_stop or (lambda: False), seed, cer_to_beat=cer_to_beat)
+              should_stop or (lambda: False), seed, cer_to_beat=cer_to_beat, fallback=fallback)
     run.validate_base()
     run.train(TimeBudget.start(t0, max_minutes, state.elapsed))
     run.finish()

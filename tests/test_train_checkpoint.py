@@ -27,7 +27,7 @@ def _fresh(seed: int):
     return model, torch.optim.AdamW(model.parameters(), lr=0.1)
 
 
-def test_a_saved_run_resumes_with_its_weights_optimizer_progress_and_best(tmp_path, net):
+def test_a_saved_run_resumes_with_its_weights_optimizer_progress_best_and_fallback(tmp_path, net):
     import torch
 
     model, optim = net
@@ -35,12 +35,15 @@ def test_a_saved_run_resumes_with_its_weights_optimizer_progress_and_best(tmp_pa
     state = RunState(step=7, epoch=1, elapsed=12.5, best_cer=0.2, base_cer=0.4, history=[{"step": 5, "val_cer": 0.2}],
                      longest_step_s=0.3)
     (tmp_path / "m.work").mkdir()
-    Checkpoint(tmp_path / "m.work", signature).save(model, optim, state, snapshot(model))
+    base = snapshot(_fresh(2)[0])
+    Checkpoint(tmp_path / "m.work", signature).save(model, optim, state, snapshot(model), base)
     said: list[dict] = []
     again, again_optim = _fresh(1)
-    restored, best = Checkpoint(tmp_path / "m.work", dict(signature)).restore(again, again_optim, True, said.append)
+    restored, best, fallback = Checkpoint(tmp_path / "m.work", dict(signature)).restore(again, again_optim, True,
+                                                                                        said.append)
     assert restored == state and said == [{"message": "resumed from step 7 (12 s trained)"}]
     assert torch.equal(again.weight, model.weight) and torch.equal(best["weight"], model.weight)
+    assert torch.equal(fallback["weight"], base["weight"]) and not torch.equal(fallback["weight"], model.weight)
     assert again_optim.state_dict()["state"][0]["step"] == optim.state_dict()["state"][0]["step"]
 
 
@@ -50,10 +53,10 @@ def test_other_settings_a_broken_file_or_no_resume_start_over(tmp_path, net):
     work.mkdir()
     Checkpoint(work, {"seed": 0}).save(model, optim, RunState(step=3), None)
     said: list[dict] = []
-    state, best = Checkpoint(work, {"seed": 1}).restore(*_fresh(1), True, said.append)
-    assert state == RunState() and best is None and "different settings" in said[0]["message"]
+    state, best, fallback = Checkpoint(work, {"seed": 1}).restore(*_fresh(1), True, said.append)
+    assert state == RunState() and best is None and fallback is None and "different settings" in said[0]["message"]
     (work / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    state, _ = Checkpoint(work, {"seed": 0}).restore(*_fresh(1), True, said.append)
+    state, _, _ = Checkpoint(work, {"seed": 0}).restore(*_fresh(1), True, said.append)
     assert state == RunState() and "different settings" in said[1]["message"]
     Checkpoint(work, {"seed": 0}).restore(*_fresh(1), False, said.append)  # no resume: the old work is wiped
     assert work.is_dir() and not any(work.iterdir()) and len(said) == 2

@@ -9,7 +9,7 @@ import pytest
 from core.recognize import BaseRecognizer, Recognition
 from core.train.adapter import Adapter, adapter_for
 from core.train.budget import TimeBudget
-from core.train.checkpoint import Checkpoint, RunState
+from core.train.checkpoint import Checkpoint
 from core.train.ctc import CTCAdapter
 from core.train.data import DataSplit, Sample
 from core.train.encoder_decoder import EncoderDecoderAdapter
@@ -66,7 +66,9 @@ class Linear(Adapter):
         return {}
 
 
-def _run(tmp_path, stop=lambda: False, reads="", cer_to_beat: float | None = None, **recipe) -> Run:
+def _build(tmp_path, stop=lambda: False, reads="", cer_to_beat: float | None = None, resume: bool = False,
+           **recipe) -> Run:
+    """A run as `train_recognizer` builds one: from the checkpoint in `tmp_path/work` when `resume` finds one."""
     from accelerate import Accelerator
     from PIL import Image
 
@@ -75,9 +77,14 @@ def _run(tmp_path, stop=lambda: False, reads="", cer_to_beat: float | None = Non
     samples = [Sample(Image.new("RGB", (40, 10), "white"), "ab", "p0") for _ in range(4)]
     accelerator = Accelerator(cpu=True)
     optim = configure_optimizer(adapter, rec, accelerator)
-    run = Run(adapter, DataSplit(samples, samples, 1, 1), samples, rec, optim, accelerator, RunState(), None,
-              Checkpoint(tmp_path / "work", {}), lambda _d: None, stop, seed=0, cer_to_beat=cer_to_beat)
-    run.checkpoint.work.mkdir()
+    checkpoint = Checkpoint(tmp_path / "work", {})
+    state, best, fallback = checkpoint.restore(adapter.model, optim, resume, lambda _d: None)
+    return Run(adapter, DataSplit(samples, samples, 1, 1), samples, rec, optim, accelerator, state, best,
+               checkpoint, lambda _d: None, stop, seed=0, cer_to_beat=cer_to_beat, fallback=fallback)
+
+
+def _run(tmp_path, stop=lambda: False, reads="", cer_to_beat: float | None = None, **recipe) -> Run:
+    run = _build(tmp_path, stop, reads, cer_to_beat, **recipe)
     run.validate_base()
     run.train(TimeBudget.start(0.0, 1e6, 0.0))
     run.finish()
@@ -122,3 +129,18 @@ def test_with_a_cer_to_beat_the_base_is_only_the_fallback(tmp_path, cer_to_beat,
         assert not (run.best["weight"] == run.fallback["weight"]).all()
     else:  # never under it: the base's weights and CER come back
         assert run.state.best_cer == 0.0 and run.best is run.fallback
+
+
+def test_a_resumed_run_keeps_its_fallback(tmp_path):
+    """Killed after a validation under the base (0.5 against 0.0) and resumed, the run still falls back."""
+    killed = _build(tmp_path, reads=iter(["ab", "a"]), cer_to_beat=0.4, max_steps=2, val_every_steps=2, patience=100)
+    killed.validate_base()
+    killed.train(TimeBudget.start(0.0, 1e6, 0.0))  # ends at the step cap, checkpointed, never finished
+    assert killed.state.best_cer == 0.5 and killed.best is not killed.fallback
+    resumed = _build(tmp_path, reads=iter([""]), cer_to_beat=0.4, resume=True, max_steps=4, val_every_steps=2,
+                     patience=100)
+    resumed.validate_base()  # the base's score comes from the checkpoint, not a new validation
+    resumed.train(TimeBudget.start(0.0, 1e6, 0.0))
+    resumed.finish()
+    assert resumed.state.step == 4 and [h["val_cer"] for h in resumed.state.history] == [0.5, 1.0]
+    assert resumed.state.best_cer == 0.0 and (resumed.best["weight"] == killed.fallback["weight"]).all()

@@ -1,7 +1,7 @@
 """Checkpoint and resume: an interrupted run continues where it stopped.
 
-The checkpoint (`<out>.work/checkpoint.pt`) holds the weights, the optimizer, the run's progress
-and the best weights so far, all as CPU tensors so a run resumes on any machine. It is only
+The checkpoint (`<out>.work/checkpoint.pt`) holds the weights, the optimizer, the run's progress,
+the best weights so far and the fallback a self-training student keeps (`Run.fallback`), all as CPU tensors so a run resumes on any machine. It is only
 resumed by a run with the same settings (`signature`); anything else starts over.
 """
 
@@ -60,23 +60,24 @@ class Checkpoint:
         self.path = work / CHECKPOINT_FILE
         self.signature = json.loads(json.dumps(signature))  # as it reads back: tuples become lists
 
-    def restore(self, model, optim, resume: bool, report: Callable[[dict], None]) -> tuple[RunState, dict | None]:
-        """(progress, best weights) to continue from: the checkpoint's when `resume` finds one with the same
-        settings (its weights and optimizer loaded into `model` and `optim`), else a fresh start."""
-        state, best = RunState(), None
+    def restore(self, model, optim, resume: bool,
+                report: Callable[[dict], None]) -> tuple[RunState, dict | None, dict | None]:
+        """(progress, best weights, fallback weights) to continue from: the checkpoint's when `resume` finds one
+        with the same settings (its weights and optimizer loaded into `model` and `optim`), else a fresh start."""
+        state, best, fallback = RunState(), None, None
         if resume and self.path.is_file():
             saved = self._read()
             if saved and saved.get("signature") == self.signature:
                 model.load_state_dict(saved["model"])
                 optim.load_state_dict(saved["optim"])
-                state, best = RunState.from_dict(saved["state"]), saved.get("best")
+                state, best, fallback = RunState.from_dict(saved["state"]), saved.get("best"), saved.get("fallback")
                 report({"message": f"resumed from step {state.step} ({state.elapsed:.0f} s trained)"})
             else:
                 report({"message": "checkpoint is from different settings; starting over"})
         elif not resume and self.work.exists():
             shutil.rmtree(self.work, ignore_errors=True)
         self.work.mkdir(parents=True, exist_ok=True)
-        return state, best
+        return state, best, fallback
 
     def _read(self) -> dict | None:
         import torch
@@ -86,12 +87,12 @@ class Checkpoint:
         except Exception:  # noqa: BLE001 - a corrupt checkpoint is only a lost head start
             return None
 
-    def save(self, model, optim, state: RunState, best: dict | None) -> None:
+    def save(self, model, optim, state: RunState, best: dict | None, fallback: dict | None = None) -> None:
         """Atomic: a crash mid-write leaves the previous checkpoint intact."""
         import torch
 
         payload = {"signature": self.signature, "model": to_cpu(model.state_dict()), "optim": to_cpu(optim.state_dict()),
-                   "state": dataclasses.asdict(state), "best": best}
+                   "state": dataclasses.asdict(state), "best": best, "fallback": fallback}
         tmp = self.path.with_suffix(".tmp")
         torch.save(payload, tmp)
         os.replace(tmp, self.path)

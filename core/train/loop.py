@@ -73,7 +73,8 @@ class Run:
     cancelled: bool = False
     loop_end: float = 0.0
     # None: the base's weights compete with the run's own. Else the base is only the fallback: the run's best
-    # weights replace it if they validate under this CER (a self-training student against its first base's)
+    # weights replace it if they validate under this CER (a self-training student against its first base's);
+    # the fallback is checkpointed, so a resumed run keeps the rule
     cer_to_beat: float | None = None
     fallback: dict | None = None
 
@@ -178,4 +179,4 @@ class Run:
             self.best, self.state.best_cer = self.fallback, self.state.base_cer
 
     def save_checkpoint(self) -> None:
-        self.checkpoint.save(self.adapter.model, self.optim, self.state, self.best)
+        self.checkpoint.save(self.adapter.model, self.optim, self.state, self.best, self.fallback)
