@@ -78,8 +78,9 @@ def main() -> None:
     ap.add_argument("--skip-base", action="store_true", help="do not score the untrained base")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (2 on a quiet 2-core machine)")
     ap.add_argument("--pick", choices=PICKS, default="random",
-                    help="which labelled lines a size keeps (core.train.data.PICKS): seeded random pages, the first "
-                         "pages in file order, or the app's queue (fix-next, spread)")
+                    help="which labelled lines a size keeps (core.train.data.PICKS): seeded random pages (validation "
+                         "pages on top, or out of the kept lines: shuffled), the first pages in file order, or the "
+                         "app's queue (fix-next, spread)")
     ap.add_argument("--self-train", action="store_true", help="also learn from the other train lines, unlabelled")
     ap.add_argument("--transductive", action="store_true",
                     help="with --self-train: the eval pages (boxes only) join the unlabelled pool, as in the app")

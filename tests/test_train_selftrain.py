@@ -32,6 +32,20 @@ def test_first_keeps_the_first_lines_in_file_order_and_pools_the_rest(four_pages
     assert len(with_val.val) == 4 and len(with_val.train) == 4  # one of the two kept pages validates
 
 
+def test_shuffled_keeps_whole_pages_in_seeded_random_order_and_validates_on_one_of_them(four_pages):
+    data = load_samples(four_pages, "train", 0.0, 6, 3, pick="shuffled")
+    pages = [s.page for s in data.train]
+    assert len(data.train) == 6 and len(set(pages)) == 2 and pages.count(pages[0]) == 4  # a whole page, then 2
+    assert data.train == load_samples(four_pages, "train", 0.0, 6, 3, pick="shuffled").train  # seeded
+    orders = {tuple(dict.fromkeys(s.page for s in load_samples(four_pages, "train", 0.0, 6, seed,
+                                                                pick="shuffled").train)) for seed in range(6)}
+    assert len(orders) > 1  # another seed, other pages
+    with_val = load_samples(four_pages, "train", 0.5, 8, 3, pick="shuffled")
+    assert len(with_val.val) == 4 and len(with_val.train) == 4  # validation comes out of the 8 lines
+    assert {s.page for s in with_val.train + with_val.val} == set(pages)
+    assert sum(len(p.lines) for p in with_val.pool) == 8
+
+
 def test_random_pools_the_pages_it_keeps_no_line_of(four_pages):
     data = load_samples(four_pages, "train", 0.0, 4, 0, pick="random")
     kept = {s.page for s in data.train}

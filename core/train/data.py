@@ -4,8 +4,10 @@ Crops are cut with `core.geometry.crop_line`, exactly as at inference. Validatio
 held-out PAGES: lines of one page look alike, so a line split would flatter the score.
 
 Which labelled lines a run keeps (`PICKS`, with `limit_lines`): `random` pages in seeded random
-order (the learning curve's slices); `first`, the first pages in file order — what a user who
-corrects the pages in front of them gives; `fix-next` and `spread`, the lines the app's queue
+order (the learning curve's slices; validation pages on top of them); `first`, the first pages in
+file order — what a user who corrects the pages in front of them gives; `shuffled`, the first pages
+of a seeded random page order (random pages with validation out of the kept lines, as for every
+pick but `random`: the fair match for the others); `fix-next` and `spread`, the lines the app's queue
 asks for (`core.train.select`). The split's lines a run keeps no label of (for `random`, its
 unkept pages), outside its validation pages, are its unlabelled `pool` (boxes, never texts),
 which self-training reads.
@@ -27,7 +29,7 @@ class Sample:
     page: str
 
 
-PICKS = ("random", "first", "fix-next", "spread")
+PICKS = ("random", "first", "shuffled", "fix-next", "spread")
 
 
 @dataclass
@@ -57,6 +59,16 @@ def _first_pages(pages: list, limit_lines: int) -> list[set[int]]:
         take = [i for i, ln in enumerate(page.lines) if ln.text.strip()][: max(limit_lines - count, 0)]
         count += len(take)
         kept.append(set(take))
+    return kept
+
+
+def _shuffled_pages(pages: list, limit_lines: int, seed: int) -> list[set[int]]:
+    """Per page (file order), the lines kept: whole pages in seeded random order up to `limit_lines`."""
+    order = list(range(len(pages)))
+    random.Random(seed).shuffle(order)
+    kept: list[set[int]] = [set() for _ in pages]
+    for index, lines in zip(order, _first_pages([pages[i] for i in order], limit_lines), strict=True):
+        kept[index] = lines
     return kept
 
 
@@ -106,6 +118,7 @@ def load_samples(labels: str | Path, split: str, val_fraction: float, limit_line
     rest: list = []
     if pick != "random" and limit_lines:
         keep = (_first_pages(pages, limit_lines) if pick == "first"
+                else _shuffled_pages(pages, limit_lines, seed) if pick == "shuffled"
                 else _queued_lines(pages, labels, split, limit_lines, pick, pick_model))
         halves = [_split_lines(page, k) for page, k in zip(pages, keep, strict=True)]
         pages = [kept for kept, _ in halves if kept.lines]
