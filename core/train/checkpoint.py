@@ -1,8 +1,9 @@
 """Checkpoint and resume: an interrupted run continues where it stopped.
 
 The checkpoint (`<out>.work/checkpoint.pt`) holds the weights, the optimizer, the run's progress,
-the best weights so far and the fallback a self-training student keeps (`Run.fallback`), all as CPU tensors so a run resumes on any machine. It is only
-resumed by a run with the same settings (`signature`); anything else starts over.
+the best weights so far and the fallback a self-training student keeps (`Run.fallback`), all as
+CPU tensors so a run resumes on any machine. It is only resumed by a run with the same settings
+(`signature`); anything else starts over.
 """
 
 from __future__ import annotations
