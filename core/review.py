@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from statistics import fmean
+from typing import NamedTuple
 
 from PIL import Image
 
@@ -31,39 +32,73 @@ def review_queue(store: Store, page_id: int, order: str = "confidence", include_
     return list(rows)
 
 
-QUEUE_PICK = "spread"  # measured against least-confident-first and random pages: docs/decisions/0011
-MIN_ASPECT = 3.0  # `spread` leaves crops narrower than 3× their height to the end: marks, arrows, digits
+QUEUE_PICK = "pairs"  # measured against spread, least-confident-first and random pages: docs/decisions/0011
+MIN_ASPECT = 3.0  # the page-rotating queues leave crops narrower than 3× their height to the end: marks, digits
 
 LineKey = tuple[int, int]  # (page, line): ids in the store, indices in a labels file
 
 
+class QueueLine(NamedTuple):
+    """What a queue knows of an unchecked line: the reading's confidence, the crop's width/height, the reading."""
+
+    confidence: float
+    aspect: float
+    text: str = ""
+
+
 def next_to_fix(store: Store, limit: int = 20, doc_id: int | None = None) -> list:
-    """Unconfirmed lines in the order that teaches the model most per correction (`QUEUE_PICK`)."""
+    """Unconfirmed lines in the order that teaches the model most per correction (`QUEUE_PICK`).
+
+    The character pairs of the confirmed lines training learns from (not the held-out ones) count as taught.
+    """
     rows = {(r["page_id"], r["id"]): r for r in store.least_confident_lines(None, doc_id)}
-    confidences = {key: (float(r["confidence"]), _aspect(json.loads(r["points"]))) for key, r in rows.items()}
-    return [rows[key] for key in queue_order(confidences, limit, QUEUE_PICK)]
+    lines = {key: QueueLine(float(r["confidence"]), _aspect(json.loads(r["points"])), r["text"] or "")
+             for key, r in rows.items()}
+    known = [r["text"] or "" for r in store.confirmed_lines() if not r["holdout"]] if QUEUE_PICK == "pairs" else []
+    return [rows[key] for key in queue_order(lines, limit, QUEUE_PICK, known)]
 
 
-def queue_order(confidences: dict[LineKey, tuple[float, float]], limit: int, pick: str) -> list[LineKey]:
-    """The first `limit` lines a queue asks the user to correct, given (confidence, width/height) per line.
+def queue_order(lines: dict[LineKey, QueueLine], limit: int, pick: str, known: Sequence[str] = ()) -> list[LineKey]:
+    """The first `limit` lines a queue asks the user to correct.
 
     `fix-next`: least confident first, anywhere. `spread`: every page in turn (least confident page
-    first), each page's least confident line first; the narrow crops (`MIN_ASPECT`) come last, so
-    the queue never runs dry while lines are left. (`core.train.select` replays both on labels.)
+    first), each page's least confident line first. `pairs`: the same rotation, but each page gives
+    the line whose reading adds the most lower-cased character pairs not yet in the lines chosen
+    before it or in `known` (ties: least confident). In both rotations the narrow crops
+    (`MIN_ASPECT`) come last, so the queue never runs dry while lines are left.
+    (`core.train.select` replays them on labels.)
     """
     if pick == "fix-next":
-        return sorted(confidences, key=lambda k: (confidences[k][0], k))[:limit]
+        return sorted(lines, key=lambda k: (lines[k].confidence, k))[:limit]
     by_page: dict[int, list[LineKey]] = {}
     narrow: list[LineKey] = []
-    for key in sorted(confidences, key=lambda k: (confidences[k][0], k)):
-        (by_page.setdefault(key[0], []) if confidences[key][1] >= MIN_ASPECT else narrow).append(key)
-    pages = sorted(by_page, key=lambda p: (fmean(confidences[k][0] for k in by_page[p]), p))
+    for key in sorted(lines, key=lambda k: (lines[k].confidence, k)):
+        (by_page.setdefault(key[0], []) if lines[key].aspect >= MIN_ASPECT else narrow).append(key)
+    pages = sorted(by_page, key=lambda p: (fmean(lines[k].confidence for k in by_page[p]), p))
+    take = _pair_taker(lines, known) if pick == "pairs" else lambda left: left.pop(0)
     chosen: list[LineKey] = []
-    for depth in range(max((len(v) for v in by_page.values()), default=0)):
-        chosen += [by_page[page][depth] for page in pages if depth < len(by_page[page])]
-        if len(chosen) >= limit:
-            return chosen[:limit]
+    while len(chosen) < limit and any(by_page.values()):
+        chosen += [take(by_page[page]) for page in pages if by_page[page]]
     return (chosen + narrow)[:limit]
+
+
+def _pair_taker(lines: dict[LineKey, QueueLine], known: Sequence[str]) -> Callable[[list[LineKey]], LineKey]:
+    """A picker that removes and returns the line of a page (least confident first) adding most unseen pairs."""
+    seen = set().union(*(character_pairs(text) for text in known))
+
+    def take(left: list[LineKey]) -> LineKey:
+        best = max(left, key=lambda k: len(character_pairs(lines[k].text) - seen))  # max keeps the first of a tie
+        left.remove(best)
+        seen.update(character_pairs(lines[best].text))
+        return best
+
+    return take
+
+
+def character_pairs(text: str) -> set[str]:
+    """The lower-cased character bigrams of a text: what a line can teach a CTC model of this hand."""
+    text = text.lower()
+    return {text[i : i + 2] for i in range(len(text) - 1)}
 
 
 def _aspect(points: Sequence) -> float:

@@ -102,6 +102,34 @@ def test_fix_next_takes_every_page_in_turn_and_asks_for_marks_last(store):
     assert len(review.next_to_fix(store, limit=2)) == 2
 
 
+def test_pairs_queue_takes_each_page_in_turn_for_the_line_teaching_most_new_character_pairs():
+    lines = {(0, 0): review.QueueLine(0.2, 8.0, "the cat"), (0, 1): review.QueueLine(0.9, 8.0, "quiz jumbo waltz"),
+             (1, 0): review.QueueLine(0.3, 8.0, "the hat"), (1, 1): review.QueueLine(0.4, 8.0, "the cat"),
+             (2, 0): review.QueueLine(0.1, 1.0, "x")}  # a mark: last
+    # page 0 (mean 0.55) comes after page 1 (0.35); page 1 ties on new pairs → its least confident line;
+    # page 0's confident line adds more new pairs than a second "the cat"
+    assert review.queue_order(lines, 5, "pairs") == [(1, 0), (0, 1), (1, 1), (0, 0), (2, 0)]
+    assert review.queue_order(lines, 2, "spread") == [(1, 0), (0, 0)]
+    # pairs the user already confirmed teach nothing new: beside a known "the hat", "the cat" adds " c" and "ca"
+    assert review.queue_order(lines, 1, "pairs", known=["the hat"]) == [(1, 1)]
+
+
+def test_fix_next_counts_the_pairs_of_confirmed_lines_training_learns_from_as_known(store):
+    doc = store.create_document("p.pdf", "sha-p", "pdf", 1, "classical", "default")
+    img = Image.new("RGB", (900, 400), "white")
+
+    def wide(y: int, text: str, confidence: float) -> Line:
+        return Line(box_points(30, y, 330, y + 50), text=text, confidence=confidence)
+
+    page = store.add_page(doc, 1, img, [wide(10, "lemon tart", 0.1), wide(80, "fig jam", 0.5),
+                                        wide(150, "lemon tart", 0.9)], "default")
+    assert review.next_to_fix(store, limit=1)[0]["text"] == "lemon tart"  # more new pairs, and least sure
+    store.update_line(store.lines(page)[0]["id"], status="confirmed")
+    assert review.next_to_fix(store, limit=1)[0]["text"] == "fig jam"  # "lemon tart" teaches nothing new now
+    store.hold_out_pages([page])  # a held-out line is never learned from: its pairs are not taught
+    assert review.next_to_fix(store, limit=1)[0]["text"] == "lemon tart"
+
+
 def test_save_line_confirms_corrects_and_refuses_stale_edit(store):
     doc = make_doc(store)
     line = store.lines(store.pages(doc)[0].id)[0]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from core.review import queue_order
+from core.review import QueueLine, queue_order
 from core.train import select
 from core.train.data import Sample, load_samples
 from core.train.selftrain import vet
@@ -54,13 +54,13 @@ def test_random_pools_the_pages_it_keeps_no_line_of(four_pages):
 
 
 def _confidences(values: dict[tuple[int, int], float], aspect: float = 8.0) -> dict:
-    return {key: (conf, aspect) for key, conf in values.items()}
+    return {key: QueueLine(conf, aspect) for key, conf in values.items()}
 
 
 def test_fix_next_takes_the_least_confident_lines_anywhere_and_spread_takes_every_page_in_turn():
     conf = _confidences({(p, i): 0.5 + p / 10 + i / 100 for p in range(3) for i in range(4)})
-    conf[(2, 3)] = (0.1, 8.0)  # the least confident line of all
-    conf[(0, 0)] = (0.05, 1.0)  # even less sure, but a mark: `spread` skips it
+    conf[(2, 3)] = QueueLine(0.1, 8.0)  # the least confident line of all
+    conf[(0, 0)] = QueueLine(0.05, 1.0)  # even less sure, but a mark: `spread` skips it
     assert queue_order(conf, 3, "fix-next") == [(0, 0), (2, 3), (0, 1)]
     assert queue_order(conf, 4, "spread") == [(0, 1), (2, 3), (1, 0), (0, 2)]  # pages by mean: 0, 2, 1
 
@@ -82,7 +82,7 @@ def test_fix_next_reads_with_the_base_model_outside_the_budget(tmp_path, four_pa
     manifest = json.loads((out / "inkscribe.json").read_text())
     assert manifest["trained_on"]["pick"] == "fix-next" and manifest["trained_on"]["lines"] == 6
     read = select.base_confidences(four_pages, "train", "english_g2")
-    assert len(read) == 16 and all(0.0 <= c <= 1.0 for c, _ in read.values())
+    assert len(read) == 16 and all(0.0 <= line.confidence <= 1.0 and line.text for line in read.values())
     assert any("to replay the fix-next queue" in e.get("message", "") for e in events)
 
 

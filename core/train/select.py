@@ -1,9 +1,10 @@
 """Which lines to correct first: the base model's confidence on every line of a labels file.
 
 The orders themselves are the review stage's (`core.review.queue_order`): `fix-next` is least
-confident first, anywhere (the app's first "what to fix next" queue); `spread`, the app's queue
-now, takes every page in turn. Replayed on a labels file, a pick gives the N lines a user working
-down that queue would have confirmed. The app holds these confidences from transcribing; a replay
+confident first, anywhere (the app's first "what to fix next" queue); `spread` takes every page in
+turn; `pairs`, the app's queue now, takes every page in turn for the line adding most new character
+pairs. Replayed on a labels file, a pick gives the N lines a user working down that queue would
+have confirmed. The app holds these confidences from transcribing; a replay
 reads every line once with the base model, so the trainers keep that reading outside their budget.
 """
 
@@ -13,25 +14,26 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-CONFIDENCE_PICKS = ("fix-next", "spread")
-LineKey = tuple[int, int]  # (page index in file order, line index in the page)
+from core.review import LineKey, QueueLine
+
+CONFIDENCE_PICKS = ("fix-next", "spread", "pairs")
 
 
-def base_confidences(labels: str | Path, split: str, model: str) -> dict[LineKey, tuple[float, float]]:
-    """(page, line) → (confidence, width/height) of `model` reading each transcribed line, once per process."""
+def base_confidences(labels: str | Path, split: str, model: str) -> dict[LineKey, QueueLine]:
+    """(page, line) → `model`'s reading of each transcribed line (confidence, width/height, text), once per process."""
     path = Path(labels).resolve()
     return _confidences(str(path), path.stat().st_mtime_ns, split, model)
 
 
 @lru_cache(maxsize=4)
-def _confidences(labels: str, _mtime_ns: int, split: str, model: str) -> dict[LineKey, tuple[float, float]]:
+def _confidences(labels: str, _mtime_ns: int, split: str, model: str) -> dict[LineKey, QueueLine]:
     from core.errors import BadInputError
     from core.labels import iter_line_crops
     from core.recognize.registry import load
     from core.train.data import split_pages
 
     reader = load(model)
-    out: dict[LineKey, tuple[float, float]] = {}
+    out: dict[LineKey, QueueLine] = {}
     for pi, page in enumerate(split_pages(labels, split)):
         index = {id(line): li for li, line in enumerate(page.lines)}
         try:
@@ -40,7 +42,7 @@ def _confidences(labels: str, _mtime_ns: int, split: str, model: str) -> dict[Li
         except BadInputError:
             continue
         for (li, crop), reading in zip(lines, reader.recognize([c for _, c in lines]), strict=True):
-            out[(pi, li)] = (float(reading.confidence), crop.width / crop.height)
+            out[(pi, li)] = QueueLine(float(reading.confidence), crop.width / crop.height, reading.text)
     return out
 
 
