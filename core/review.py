@@ -32,7 +32,7 @@ def review_queue(store: Store, page_id: int, order: str = "confidence", include_
     return list(rows)
 
 
-QUEUE_PICK = "pairs"  # measured against spread, least-confident-first and random pages: docs/decisions/0011
+QUEUE_PICK = "pairs"  # measured against spread, least-confident-first and whole pages: docs/decisions/0012
 MIN_ASPECT = 3.0  # the page-rotating queues leave crops narrower than 3× their height to the end: marks, digits
 
 LineKey = tuple[int, int]  # (page, line): ids in the store, indices in a labels file

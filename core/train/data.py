@@ -8,9 +8,9 @@ order (the learning curve's slices; validation pages on top of them); `first`, t
 file order — what a user who corrects the pages in front of them gives; `shuffled`, the first pages
 of a seeded random page order (random pages with validation out of the kept lines, as for every
 pick but `random`: the fair match for the others); `fix-next`, `spread` and `pairs`, the lines
-the app's queues ask for (`core.train.select`). The split's lines a run keeps no label of (for `random`, its
-unkept pages), outside its validation pages, are its unlabelled `pool` (boxes, never texts),
-which self-training reads.
+the app's queues ask for (`core.train.select`). The split's lines a run keeps no label of (for
+`random`, its unkept pages), outside its validation pages, are its unlabelled `pool` (boxes, never
+texts), which self-training reads.
 """
 
 from __future__ import annotations
@@ -72,6 +72,16 @@ def _shuffled_pages(pages: list, limit_lines: int, seed: int) -> list[set[int]]:
     return kept
 
 
+def kept_lines(pages: list, limit_lines: int, pick: str, seed: int = 0, labels=None, split: str = "train",
+               model: str = "default") -> list[set[int]]:
+    """Per page (file order), the lines a pick other than `random` keeps: `labels` and `model` serve the queues."""
+    if pick == "first":
+        return _first_pages(pages, limit_lines)
+    if pick == "shuffled":
+        return _shuffled_pages(pages, limit_lines, seed)
+    return _queued_lines(pages, labels, split, limit_lines, pick, model)
+
+
 def _queued_lines(pages: list, labels, split: str, limit_lines: int, pick: str, model: str) -> list[set[int]]:
     """Per page, the lines kept: the ones the app's queue (`pick`) asks for first, read by `model`."""
     from core.review import queue_order
@@ -117,9 +127,7 @@ def load_samples(labels: str | Path, split: str, val_fraction: float, limit_line
     rng = random.Random(seed)
     rest: list = []
     if pick != "random" and limit_lines:
-        keep = (_first_pages(pages, limit_lines) if pick == "first"
-                else _shuffled_pages(pages, limit_lines, seed) if pick == "shuffled"
-                else _queued_lines(pages, labels, split, limit_lines, pick, pick_model))
+        keep = kept_lines(pages, limit_lines, pick, seed, labels, split, pick_model)
         halves = [_split_lines(page, k) for page, k in zip(pages, keep, strict=True)]
         pages = [kept for kept, _ in halves if kept.lines]
         rest = [other for _, other in halves if other.lines]

@@ -4,8 +4,8 @@ The orders themselves are the review stage's (`core.review.queue_order`): `fix-n
 confident first, anywhere (the app's first "what to fix next" queue); `spread` takes every page in
 turn; `pairs`, the app's queue now, takes every page in turn for the line adding most new character
 pairs. Replayed on a labels file, a pick gives the N lines a user working down that queue would
-have confirmed. The app holds these confidences from transcribing; a replay
-reads every line once with the base model, so the trainers keep that reading outside their budget.
+have confirmed. The app holds these readings from transcribing; a replay reads every line once
+with the base model, so the trainers keep that reading outside their budget.
 """
 
 from __future__ import annotations
