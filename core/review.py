@@ -54,7 +54,7 @@ def next_to_fix(store: Store, limit: int = 20, doc_id: int | None = None) -> lis
     rows = {(r["page_id"], r["id"]): r for r in store.least_confident_lines(None, doc_id)}
     lines = {key: QueueLine(float(r["confidence"]), _aspect(json.loads(r["points"])), r["text"] or "")
              for key, r in rows.items()}
-    known = [r["text"] or "" for r in store.confirmed_lines() if not r["holdout"]] if QUEUE_PICK == "pairs" else []
+    known = [r["text"] or "" for r in store.confirmed_lines() if not r["holdout"]]
     return [rows[key] for key in queue_order(lines, limit, QUEUE_PICK, known)]
 
 
@@ -85,11 +85,12 @@ def queue_order(lines: dict[LineKey, QueueLine], limit: int, pick: str, known: S
 def _pair_taker(lines: dict[LineKey, QueueLine], known: Sequence[str]) -> Callable[[list[LineKey]], LineKey]:
     """A picker that removes and returns the line of a page (least confident first) adding most unseen pairs."""
     seen = set().union(*(character_pairs(text) for text in known))
+    pairs = {key: character_pairs(line.text) for key, line in lines.items()}  # once per line, not per round
 
     def take(left: list[LineKey]) -> LineKey:
-        best = max(left, key=lambda k: len(character_pairs(lines[k].text) - seen))  # max keeps the first of a tie
+        best = max(left, key=lambda k: len(pairs[k] - seen))  # max keeps the first of a tie
         left.remove(best)
-        seen.update(character_pairs(lines[best].text))
+        seen.update(pairs[best])
         return best
 
     return take
