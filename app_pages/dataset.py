@@ -48,9 +48,9 @@ nxt = review.next_to_fix(store, limit=10)
 if nxt:
     st.subheader("What to fix next")
     st.caption("Unchecked lines in the order that teaches the model most per correction: every page in turn, from "
-               "each the line of real text with the most letter pairs not yet in your checked lines (marks and "
-               "single signs last). Measured against least-sure-first and whole pages in "
-               "docs/decisions/0012-queue-by-character-pairs.md.")
+               "each the line of real text with the most letter pairs not yet in your checked lines, weighed by "
+               "how sure its reading is so that it needs few edits (marks and single signs last). Measured "
+               "against least-sure-first and whole pages in docs/decisions/0012 and 0013.")
     st.dataframe(pd.DataFrame([{"document": r["document_name"], "page": r["page_no"], "line": r["position"] + 1,
                                 "confidence": round(r["confidence"], 2), "text": r["text"]} for r in nxt]),
                  hide_index=True)

@@ -227,5 +227,6 @@ with st.expander("All lines on this page"):
 
 nxt = review.next_to_fix(store, limit=5)
 if nxt:
-    st.caption("What to fix next (every page in turn, the line with the most new letter pairs first): " + "; ".join(
-        f"{r['document_name']} p{r['page_no']} line {r['position'] + 1} ({r['confidence']:.2f})" for r in nxt))
+    st.caption("What to fix next (every page in turn, the line with the most new letter pairs for the fewest "
+               "edits): " + "; ".join(f"{r['document_name']} p{r['page_no']} line {r['position'] + 1} "
+                                      f"({r['confidence']:.2f})" for r in nxt))

@@ -1,4 +1,4 @@
-"""Which 250 corrections teach most: first pages, random pages (three seeds), the app's queues (fix-next, spread, pairs).
+"""Which 250 corrections teach most: first pages, random pages (three seeds), each of the app's queues.
 
 Each row fine-tunes the default recognizer on `--size` labelled lines of the notes' train split,
 chosen by one pick (core.train.data.PICKS), with and/or without self-training on the split's other
@@ -8,7 +8,7 @@ curve's convention): the table says so. Rows are appended to
 `--results` (JSON lines) as they finish, so a long table can be built one row per call; the table
 of every row in that file is printed at the end.
 
-    .venv/bin/python bench/active_learning.py --rows first,random/0,random/1,random/2,fix-next,spread,pairs \\
+    .venv/bin/python bench/active_learning.py --rows first,random/0,random/1,random/2,fix-next,spread,pairs,sure-pairs \\
         --self-train both --threads 2 --work WORK_DIR --results WORK_DIR/active.jsonl
 """
 
@@ -70,7 +70,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--labels", default=str(NOTES))
     ap.add_argument("--size", type=int, default=250, help="labelled lines per run")
-    ap.add_argument("--rows", default="first,random/0,random/1,random/2,fix-next,spread,pairs",
+    ap.add_argument("--rows", default="first,random/0,random/1,random/2,fix-next,spread,pairs,sure-pairs",
                     help="comma-separated picks, random with /SEED")
     ap.add_argument("--self-train", choices=["off", "on", "both"], default="both")
     ap.add_argument("--transductive", action="store_true", help="self-training pool includes the eval pages")

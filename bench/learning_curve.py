@@ -80,7 +80,7 @@ def main() -> None:
     ap.add_argument("--pick", choices=PICKS, default="random",
                     help="which labelled lines a size keeps (core.train.data.PICKS): seeded random pages (validation "
                          "pages on top, or out of the kept lines: shuffled), the first pages in file order, or the "
-                         "app's queues (pairs, the current one; spread, fix-next)")
+                         "app's queues (sure-pairs, the current one; pairs, spread, fix-next)")
     ap.add_argument("--self-train", action="store_true", help="also learn from the other train lines, unlabelled")
     ap.add_argument("--transductive", action="store_true",
                     help="with --self-train: the eval pages (boxes only) join the unlabelled pool, as in the app")

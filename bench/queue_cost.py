@@ -6,10 +6,10 @@ seeded random pages) — and prints for the first `--sizes` lines of each: chara
 character pairs of their labels, the base model's mean confidence, and the character edits that
 turn its readings into the labels (what a user types). With `--match pairs/250`, also how many
 lines each other pick needs to hold as many characters, or to ask for as many edits, as that one.
-docs/decisions/0012-queue-by-character-pairs.md.
+docs/decisions/0012-queue-by-character-pairs.md and 0013-queue-by-sure-pairs.md.
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/queue_cost.py --picks pairs,spread,shuffled/0 --sizes 100,250 \
-        --match pairs/250
+    OMP_NUM_THREADS=2 .venv/bin/python bench/queue_cost.py --picks sure-pairs,pairs,spread,shuffled/0 \
+        --sizes 100,250 --match sure-pairs/250
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--labels", default=str(NOTES_LABELS))
     ap.add_argument("--model", default="default", help="the base model whose readings the queues order")
-    ap.add_argument("--picks", default="pairs,spread,fix-next,first,shuffled/0,shuffled/1,shuffled/2")
+    ap.add_argument("--picks", default="sure-pairs,pairs,spread,fix-next,first,shuffled/0,shuffled/1,shuffled/2")
     ap.add_argument("--sizes", default="100,250")
     ap.add_argument("--match", default="", help="PICK/SIZE: how many lines the other picks need for its totals")
     args = ap.parse_args()

@@ -398,9 +398,10 @@ def _add_training(sub) -> None:
                     help="with --labels and --limit-lines: the first pages in file order (what a user corrects first; "
                          "default), pages in seeded random order (random: validation pages on top; shuffled: "
                          "validation out of the kept lines, as for the others), the lines the app's what-to-fix-next "
-                         "queue asks for (pairs: every page in turn, its line of real text adding most new character "
-                         "pairs), every page in turn by least confidence (spread), or the least confident lines "
-                         "anywhere (fix-next; docs/decisions/0011-what-to-fix-next.md)")
+                         "queue asks for (sure-pairs: every page in turn, its line of real text adding most new "
+                         "character pairs weighed by confidence squared; pairs: the same unweighed), every page in "
+                         "turn by least confidence (spread), or the least confident lines anywhere (fix-next; "
+                         "docs/decisions/0013-queue-by-sure-pairs.md)")
     st = tr.add_mutually_exclusive_group()
     st.add_argument("--self-train", dest="self_train", action="store_const", const=True, default=None,
                     help="also learn from unlabelled lines (their boxes, never their texts): a teacher's confident "

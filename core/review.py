@@ -32,7 +32,7 @@ def review_queue(store: Store, page_id: int, order: str = "confidence", include_
     return list(rows)
 
 
-QUEUE_PICK = "pairs"  # measured against spread, least-confident-first and whole pages: docs/decisions/0012
+QUEUE_PICK = "sure-pairs"  # measured against pairs, spread and whole pages: docs/decisions/0012 and 0013
 MIN_ASPECT = 3.0  # the page-rotating queues leave crops narrower than 3× their height to the end: marks, digits
 
 LineKey = tuple[int, int]  # (page, line): ids in the store, indices in a labels file
@@ -64,8 +64,9 @@ def queue_order(lines: dict[LineKey, QueueLine], limit: int, pick: str, known: S
     `fix-next`: least confident first, anywhere. `spread`: every page in turn (least confident page
     first), each page's least confident line first. `pairs`: the same rotation, but each page gives
     the line whose reading adds the most lower-cased character pairs not yet in the lines chosen
-    before it or in `known` (ties: least confident). In both rotations the narrow crops
-    (`MIN_ASPECT`) come last, so the queue never runs dry while lines are left.
+    before it or in `known` (ties: least confident); `sure-pairs` weighs those new pairs by the
+    reading's confidence², for lines that teach much and cost few edits. In all rotations the
+    narrow crops (`MIN_ASPECT`) come last, so the queue never runs dry while lines are left.
     (`core.train.select` replays them on labels.)
     """
     if pick == "fix-next":
@@ -75,20 +76,26 @@ def queue_order(lines: dict[LineKey, QueueLine], limit: int, pick: str, known: S
     for key in sorted(lines, key=lambda k: (lines[k].confidence, k)):
         (by_page.setdefault(key[0], []) if lines[key].aspect >= MIN_ASPECT else narrow).append(key)
     pages = sorted(by_page, key=lambda p: (fmean(lines[k].confidence for k in by_page[p]), p))
-    take = _pair_taker(lines, known) if pick == "pairs" else lambda left: left.pop(0)
+    pairs_pick = pick in ("pairs", "sure-pairs")
+    take = _pair_taker(lines, known, pick == "sure-pairs") if pairs_pick else lambda left: left.pop(0)
     chosen: list[LineKey] = []
     while len(chosen) < limit and any(by_page.values()):
         chosen += [take(by_page[page]) for page in pages if by_page[page]]
     return (chosen + narrow)[:limit]
 
 
-def _pair_taker(lines: dict[LineKey, QueueLine], known: Sequence[str]) -> Callable[[list[LineKey]], LineKey]:
-    """A picker that removes and returns the line of a page (least confident first) adding most unseen pairs."""
+def _pair_taker(lines: dict[LineKey, QueueLine], known: Sequence[str],
+                by_sureness: bool = False) -> Callable[[list[LineKey]], LineKey]:
+    """A picker that removes and returns the line of a page (least confident first) adding most unseen pairs.
+
+    `by_sureness` weighs the new pairs by confidence²: a line read nearly right costs the user few edits.
+    """
     seen = set().union(*(character_pairs(text) for text in known))
     pairs = {key: character_pairs(line.text) for key, line in lines.items()}  # once per line, not per round
+    weight = {key: line.confidence ** 2 if by_sureness else 1.0 for key, line in lines.items()}
 
     def take(left: list[LineKey]) -> LineKey:
-        best = max(left, key=lambda k: len(pairs[k] - seen))  # max keeps the first of a tie
+        best = max(left, key=lambda k: len(pairs[k] - seen) * weight[k])  # max keeps the first of a tie
         left.remove(best)
         seen.update(pairs[best])
         return best

@@ -83,7 +83,7 @@ def test_queue_orders_by_confidence_and_reading(store):
     assert [r["position"] for r in review.review_queue(store, page.id, "reading")] == [0, 1, 2, 3]
     assert len(review.review_queue(store, page.id, include_confirmed=False)) == 3
     nxt = review.next_to_fix(store, limit=2)
-    assert [r["position"] for r in nxt] == [1, 2]
+    assert [r["position"] for r in nxt] == [3, 2]  # unconfirmed only; each adds one new pair: the surest first
     assert review.page_progress(store, page.id) == {"lines": 4, "new": 3, "corrected": 0, "confirmed": 1}
 
 
@@ -98,7 +98,8 @@ def test_fix_next_takes_every_page_in_turn_and_asks_for_marks_last(store):
     first = store.add_page(doc, 1, img, [mark, wide(100, 0.1), wide(200, 0.2)], "default")
     second = store.add_page(doc, 2, img, [wide(100, 0.5), wide(200, 0.6)], "default")
     got = [(r["page_id"], r["confidence"]) for r in review.next_to_fix(store, limit=5)]
-    assert got == [(first, 0.1), (second, 0.5), (first, 0.2), (second, 0.6), (first, 0.0)]
+    # the first page's lines teach the same pairs: the surer one (fewer edits); then nothing is new: least sure first
+    assert got == [(first, 0.2), (second, 0.5), (first, 0.1), (second, 0.6), (first, 0.0)]
     assert len(review.next_to_fix(store, limit=2)) == 2
 
 
@@ -114,6 +115,15 @@ def test_pairs_queue_takes_each_page_in_turn_for_the_line_teaching_most_new_char
     assert review.queue_order(lines, 1, "pairs", known=["the hat"]) == [(1, 1)]
 
 
+def test_sure_pairs_queue_weighs_new_pairs_by_confidence_squared():
+    lines = {(0, 0): review.QueueLine(0.3, 8.0, "quiz jumbo waltz"),  # 15 new pairs, but read badly
+             (0, 1): review.QueueLine(0.9, 8.0, "the hat is")}  # 9 new pairs, read nearly right: few edits
+    assert review.queue_order(lines, 1, "pairs") == [(0, 0)]
+    assert review.queue_order(lines, 2, "sure-pairs") == [(0, 1), (0, 0)]
+    # what the user already confirmed still counts as taught
+    assert review.queue_order(lines, 1, "sure-pairs", known=["the hat is"]) == [(0, 0)]
+
+
 def test_fix_next_counts_the_pairs_of_confirmed_lines_training_learns_from_as_known(store):
     doc = store.create_document("p.pdf", "sha-p", "pdf", 1, "classical", "default")
     img = Image.new("RGB", (900, 400), "white")
@@ -123,7 +133,8 @@ def test_fix_next_counts_the_pairs_of_confirmed_lines_training_learns_from_as_kn
 
     page = store.add_page(doc, 1, img, [wide(10, "lemon tart", 0.1), wide(80, "fig jam", 0.5),
                                         wide(150, "lemon tart", 0.9)], "default")
-    assert review.next_to_fix(store, limit=1)[0]["text"] == "lemon tart"  # more new pairs, and least sure
+    first = review.next_to_fix(store, limit=1)[0]  # more new pairs than "fig jam", and of the two the surer
+    assert (first["text"], first["confidence"]) == ("lemon tart", 0.9)
     store.update_line(store.lines(page)[0]["id"], status="confirmed")
     assert review.next_to_fix(store, limit=1)[0]["text"] == "fig jam"  # "lemon tart" teaches nothing new now
     store.hold_out_pages([page])  # a held-out line is never learned from: its pairs are not taught

@@ -7,10 +7,10 @@ Which labelled lines a run keeps (`PICKS`, with `limit_lines`): `random` pages i
 order (the learning curve's slices; validation pages on top of them); `first`, the first pages in
 file order — what a user who corrects the pages in front of them gives; `shuffled`, the first pages
 of a seeded random page order (random pages with validation out of the kept lines, as for every
-pick but `random`: the fair match for the others); `fix-next`, `spread` and `pairs`, the lines
-the app's queues ask for (`core.train.select`). The split's lines a run keeps no label of (for
-`random`, its unkept pages), outside its validation pages, are its unlabelled `pool` (boxes, never
-texts), which self-training reads.
+pick but `random`: the fair match for the others); `fix-next`, `spread`, `pairs` and
+`sure-pairs` (the current one), the lines the app's queues ask for (`core.train.select`). The
+split's lines a run keeps no label of (for `random`, its unkept pages), outside its validation
+pages, are its unlabelled `pool` (boxes, never texts), which self-training reads.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class Sample:
     page: str
 
 
-PICKS = ("random", "first", "shuffled", "fix-next", "spread", "pairs")
+PICKS = ("random", "first", "shuffled", "fix-next", "spread", "pairs", "sure-pairs")
 
 
 @dataclass

@@ -2,10 +2,11 @@
 
 The orders themselves are the review stage's (`core.review.queue_order`): `fix-next` is least
 confident first, anywhere (the app's first "what to fix next" queue); `spread` takes every page in
-turn; `pairs`, the app's queue now, takes every page in turn for the line adding most new character
-pairs. Replayed on a labels file, a pick gives the N lines a user working down that queue would
-have confirmed. The app holds these readings from transcribing; a replay reads every line once
-with the base model, so the trainers keep that reading outside their budget.
+turn; `pairs` takes every page in turn for the line adding most new character pairs, and
+`sure-pairs`, the app's queue now, weighs those pairs by the reading's confidence². Replayed on
+a labels file, a pick gives the N lines a user working down that queue would have confirmed.
+The app holds these readings from transcribing; a replay reads every line once with the base
+model, so the trainers keep that reading outside their budget.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from core.review import LineKey, QueueLine
 
-CONFIDENCE_PICKS = ("fix-next", "spread", "pairs")
+CONFIDENCE_PICKS = ("fix-next", "spread", "pairs", "sure-pairs")
 
 
 def base_confidences(labels: str | Path, split: str, model: str) -> dict[LineKey, QueueLine]:
