@@ -4,7 +4,7 @@ Replays the picks of `bench/active_learning.py` on the notes' `train` split — 
 (`core.review.queue_order`) with the base model's readings, and whole pages (`first`, `shuffled/SEED`:
 seeded random pages) — and prints for the first `--sizes` lines of each: characters and distinct
 character pairs of their labels, the base model's mean confidence, and the character edits that
-turn its readings into the labels (what a user types). With `--match pairs/250`, also how many
+turn its readings into the labels (what a user types). With `--match sure-pairs/250`, also how many
 lines each other pick needs to hold as many characters, or to ask for as many edits, as that one.
 docs/decisions/0012-queue-by-character-pairs.md and 0013-queue-by-sure-pairs.md.
 
