@@ -20,7 +20,7 @@ from statistics import fmean
 from devdata import NOTES_LABELS
 
 from core.metrics import char_edits
-from core.review import character_pairs, queue_order
+from core.review import character_pairs
 from core.settings import configure_process
 from core.train import select
 from core.train.data import kept_lines, split_pages
@@ -30,15 +30,15 @@ class Replay:
     """The `train` split's labels and the base model's readings of its lines, and the lines each pick takes."""
 
     def __init__(self, labels: str, model: str) -> None:
+        self.labels, self.model = labels, model
         self.readings = select.base_confidences(labels, "train", model)
         self.pages = split_pages(labels, "train")
         self.texts = {(pi, li): self.pages[pi].lines[li].text for pi, li in self.readings}
 
     def chosen(self, pick: str, size: int) -> list:
+        """The lines training keeps for `pick` (`kept_lines`, one path for queues and whole pages) that have a reading."""
         name, _, seed = pick.partition("/")
-        if name in select.CONFIDENCE_PICKS:
-            return queue_order(self.readings, size, name)
-        keep = kept_lines(self.pages, size, name, int(seed or 0))
+        keep = kept_lines(self.pages, size, name, int(seed or 0), self.labels, "train", self.model)
         return [(pi, li) for pi, lines in enumerate(keep) for li in sorted(lines) if (pi, li) in self.readings]
 
     def cost(self, keys: list) -> dict:

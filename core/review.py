@@ -36,6 +36,7 @@ QUEUE_PICK = "sure-pairs"  # measured against pairs, spread and whole pages: doc
 MIN_ASPECT = 3.0  # the page-rotating queues leave crops narrower than 3× their height to the end: marks, digits
 
 LineKey = tuple[int, int]  # (page, line): ids in the store, indices in a labels file
+PAIR_PICKS = {"pairs": 0, "sure-pairs": 2}  # the queues that count new character pairs: the confidence's power
 
 
 class QueueLine(NamedTuple):
@@ -76,8 +77,7 @@ def queue_order(lines: dict[LineKey, QueueLine], limit: int, pick: str, known: S
     for key in sorted(lines, key=lambda k: (lines[k].confidence, k)):
         (by_page.setdefault(key[0], []) if lines[key].aspect >= MIN_ASPECT else narrow).append(key)
     pages = sorted(by_page, key=lambda p: (fmean(lines[k].confidence for k in by_page[p]), p))
-    pairs_pick = pick in ("pairs", "sure-pairs")
-    take = _pair_taker(lines, known, pick == "sure-pairs") if pairs_pick else lambda left: left.pop(0)
+    take = _pair_taker(lines, known, PAIR_PICKS[pick]) if pick in PAIR_PICKS else lambda left: left.pop(0)
     chosen: list[LineKey] = []
     while len(chosen) < limit and any(by_page.values()):
         chosen += [take(by_page[page]) for page in pages if by_page[page]]
@@ -85,14 +85,14 @@ def queue_order(lines: dict[LineKey, QueueLine], limit: int, pick: str, known: S
 
 
 def _pair_taker(lines: dict[LineKey, QueueLine], known: Sequence[str],
-                by_sureness: bool = False) -> Callable[[list[LineKey]], LineKey]:
+                power: int) -> Callable[[list[LineKey]], LineKey]:
     """A picker that removes and returns the line of a page (least confident first) adding most unseen pairs.
 
-    `by_sureness` weighs the new pairs by confidence²: a line read nearly right costs the user few edits.
+    The new pairs are weighed by confidence ** `power`: a line read nearly right costs the user few edits.
     """
     seen = set().union(*(character_pairs(text) for text in known))
     pairs = {key: character_pairs(line.text) for key, line in lines.items()}  # once per line, not per round
-    weight = {key: line.confidence ** 2 if by_sureness else 1.0 for key, line in lines.items()}
+    weight = {key: line.confidence ** power for key, line in lines.items()}
 
     def take(left: list[LineKey]) -> LineKey:
         best = max(left, key=lambda k: len(pairs[k] - seen) * weight[k])  # max keeps the first of a tie

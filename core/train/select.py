@@ -15,9 +15,9 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from core.review import LineKey, QueueLine
+from core.review import PAIR_PICKS, LineKey, QueueLine
 
-CONFIDENCE_PICKS = ("fix-next", "spread", "pairs", "sure-pairs")
+CONFIDENCE_PICKS = ("fix-next", "spread", *PAIR_PICKS)
 
 
 def base_confidences(labels: str | Path, split: str, model: str) -> dict[LineKey, QueueLine]:
