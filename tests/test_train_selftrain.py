@@ -11,7 +11,7 @@ from PIL import Image
 
 from core.review import QueueLine, queue_order
 from core.train import select
-from core.train.data import Sample, load_samples
+from core.train.data import PICKS, Sample, load_samples
 from core.train.selftrain import vet
 from core.train_recognizer import train_recognizer
 from tests.tiny_models import LINES16, write_labels
@@ -63,6 +63,10 @@ def test_fix_next_takes_the_least_confident_lines_anywhere_and_spread_takes_ever
     conf[(0, 0)] = QueueLine(0.05, 1.0)  # even less sure, but a mark: `spread` skips it
     assert queue_order(conf, 3, "fix-next") == [(0, 0), (2, 3), (0, 1)]
     assert queue_order(conf, 4, "spread") == [(0, 1), (2, 3), (1, 0), (0, 2)]  # pages by mean: 0, 2, 1
+
+
+def test_every_queue_of_the_review_stage_is_a_pick_training_accepts():
+    assert set(select.CONFIDENCE_PICKS) <= set(PICKS)
 
 
 def test_a_queue_pick_keeps_the_chosen_lines_and_pools_the_others(four_pages, monkeypatch):

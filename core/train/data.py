@@ -29,6 +29,8 @@ class Sample:
     page: str
 
 
+# the queue names are spelled out, not taken from core.train.select: the CLI imports this at startup, the
+# review stage pulls in numpy and PIL (tests/test_train_selftrain.py checks that every queue is here)
 PICKS = ("random", "first", "shuffled", "fix-next", "spread", "pairs", "sure-pairs")
 
 
