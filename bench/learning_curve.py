@@ -33,11 +33,12 @@ def best_path_score(rec, crops, texts) -> dict:
 
 def fine_tune_and_score(labels: str, eval_set: tuple, out: Path, *, base: str, max_minutes: float,
                         limit_lines: int | None, seed: int, recipe: dict, pick: str, self_train: bool,
-                        transductive: bool = False) -> dict:
+                        transductive: bool = False, pick_model: tuple[str, ...] | None = None) -> dict:
     """One time-boxed fine-tune on the train split, scored on `eval_set` (crops, texts); what a table row needs.
 
     `transductive`: the eval pages (boxes only) join the self-training pool, as in the app, where
-    the pages to be read are among the user's unconfirmed ones.
+    the pages to be read are among the user's unconfirmed ones. `pick_model`: what reads each round of
+    a queue pick (default: `base`, one round).
     """
     from core.recognize import load_recognizer
     from core.train_recognizer import train_recognizer
@@ -45,7 +46,7 @@ def fine_tune_and_score(labels: str, eval_set: tuple, out: Path, *, base: str, m
     crops, texts = eval_set
     start = time.perf_counter()
     path = train_recognizer(labels, "train", base=base, max_minutes=max_minutes, out=out, limit_lines=limit_lines,
-                            seed=seed, recipe=recipe, resume=False, pick=pick, self_train=self_train,
+                            seed=seed, recipe=recipe, resume=False, pick=pick, pick_model=pick_model, self_train=self_train,
                             pool=labels if self_train and transductive else None,
                             pool_split="eval" if transductive else None,
                             progress=lambda d: print(d["message"], file=sys.stderr, flush=True)

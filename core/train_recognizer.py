@@ -17,7 +17,7 @@ Checkpoints and best-weight snapshots hold CPU tensors, so they resume and save 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from core.device import resolve_device, training_accelerator
@@ -65,7 +65,7 @@ def train_recognizer(
     threads: int | None = None,
     device: str | None = None,
     pick: str = "random",
-    pick_model: str | None = None,
+    pick_model: str | Sequence[str] | None = None,
     self_train: bool = False,
     pool: str | Path | None = None,
     pool_split: str | None = None,
@@ -77,7 +77,8 @@ def train_recognizer(
 
     `should_stop()` ends training early, keeping the best weights (before the first validation:
     CancelledError, checkpoint kept). `device`: see `training_device`. `pick` chooses the
-    `limit_lines` labelled lines (`core.train.data.PICKS`, read with `pick_model` or `base`); `self_train`
+    `limit_lines` labelled lines (`core.train.data.PICKS`, read with `pick_model` or `base`; a model per
+    round of corrections, `core.train.select.queued_in_rounds`); `self_train`
     (`core.train.selftrain`) adds the unlabelled rest and `pool`, via `extra_train` and `provenance`;
     `cer_to_beat`: the base's weights are kept only if the run's never validate under it (`Run.cer_to_beat`).
     """
@@ -117,9 +118,11 @@ def train_recognizer(
     not_learnable = _announce(adapter, data, val, report)
 
     optim = configure_optimizer(adapter, rec, accelerator)
+    rounds = select.round_models(pick_model or base)
+    picked_by = {"pick_rounds": list(rounds)} if len(rounds) > 1 else {}  # what read each round of a queue replay
     signature = {"labels": str(Path(labels).resolve()), "split": split, "base": resolved, "limit_lines": limit_lines,
                  "seed": seed, "val_fraction": val_fraction, "recipe": rec, "alphabet_added": adapter.added,
-                 **({"pick": pick} if pick != "random" else {}),
+                 **({"pick": pick} if pick != "random" else {}), **picked_by,
                  **({"extra_train": len(extra_train)} if extra_train else {})}
     checkpoint = Checkpoint(out.parent / f"{out.name}.work", signature)
     state, best, fallback = checkpoint.restore(adapter.model, optim, resume, report)
@@ -129,7 +132,7 @@ def train_recognizer(
     run.train(TimeBudget.start(t0, max_minutes, state.elapsed))
     run.finish()
     source = {"labels": str(Path(labels).resolve()), "split": split, "limit_lines": limit_lines, "seed": seed,
-              "pick": pick}
+              "pick": pick, **picked_by}
     return _save(run, out, resolved, source, not_learnable, device, t0, checkpoint, provenance)
 
 
@@ -199,7 +202,8 @@ def _manifest(run: Run, out: Path, resolved: str, source: dict, not_learnable: l
         "trained_on": {"labels": source["labels"], "split": source["split"], "lines": len(data.train),
                        "pages": data.train_pages, "val_lines": len(run.val), "val_pages": data.val_pages,
                        "skipped_empty": data.skipped_empty, "skipped_unreadable": data.skipped_unreadable,
-                       "limit_lines": source["limit_lines"], "seed": source["seed"], "pick": source["pick"]},
+                       "limit_lines": source["limit_lines"], "seed": source["seed"], "pick": source["pick"],
+                       **({"pick_rounds": source["pick_rounds"]} if "pick_rounds" in source else {})},
         "metrics": {"val_cer": state.best_cer, "base_val_cer": state.base_cer,
                     "train_seconds": round(state.elapsed, 1), "wall_seconds": round(time.monotonic() - t0, 1),
                     "set_aside_for_finish_s": round(run.budget.reserved, 1),

@@ -11,7 +11,7 @@ from PIL import Image
 
 from core.review import QueueLine, queue_order
 from core.train import select
-from core.train.data import PICKS, Sample, load_samples
+from core.train.data import PICKS, Sample, load_samples, split_pages
 from core.train.selftrain import vet
 from core.train_recognizer import train_recognizer
 from tests.tiny_models import LINES16, write_labels
@@ -78,6 +78,29 @@ def test_a_queue_pick_keeps_the_chosen_lines_and_pools_the_others(four_pages, mo
     assert sum(len(p.lines) for p in data.pool) == 13 and data.train_pages == 2
 
 
+def test_a_replay_in_rounds_lets_each_model_pick_its_share_of_the_lines_the_rounds_before_left(four_pages,
+                                                                                                monkeypatch):
+    first = _confidences({(p, i): 0.1 if (p, i) in {(0, 0), (0, 1)} else 0.9 for p in range(4) for i in range(4)})
+    second = _confidences({(p, i): {(0, 0): 0.05, (2, 3): 0.3, (1, 1): 0.4}.get((p, i), 0.9)
+                           for p in range(4) for i in range(4)})
+    monkeypatch.setattr(select, "base_confidences", lambda _labels, _split, model: {"a": first, "b": second}[model])
+    pages = split_pages(four_pages, "train")
+    assert select.queued_in_rounds(four_pages, "train", pages, 4, "fix-next", ("a", "b")) == [
+        (0, 0), (0, 1), (2, 3), (1, 1)]  # the second model's least sure line, (0, 0), was confirmed already
+    assert select.queued_in_rounds(four_pages, "train", pages, 2, "fix-next", "a") == [(0, 0), (0, 1)]
+
+
+def test_the_lines_confirmed_in_earlier_rounds_count_as_known_pairs(four_pages, monkeypatch):
+    first = _confidences({(p, i): 0.1 if (p, i) == (0, 0) else 0.9 for p in range(4) for i in range(4)})
+    second = {key: QueueLine(0.5 if key[0] == 3 else 0.9, 8.0) for key in first}
+    second[(3, 0)] = QueueLine(0.5, 8.0, LINES16[0])  # reads as the line confirmed in round one: nothing new
+    second[(3, 1)] = QueueLine(0.5, 8.0, "zq")
+    monkeypatch.setattr(select, "base_confidences", lambda _labels, _split, model: {"a": first, "b": second}[model])
+    pages = split_pages(four_pages, "train")
+    assert select.queued_in_rounds(four_pages, "train", pages, 2, "pairs", ("a", "b")) == [(0, 0), (3, 1)]
+    assert queue_order({k: v for k, v in second.items() if k != (0, 0)}, 1, "pairs") == [(3, 0)]  # unknown: most pairs
+
+
 def test_fix_next_reads_with_the_base_model_outside_the_budget(tmp_path, four_pages):
     events: list[dict] = []
     recipe = {"augment": 0, "patience": 1000, "batch_size": 4, "lr": 1e-3, "max_steps": 2, "val_every_steps": 2}
@@ -88,6 +111,14 @@ def test_fix_next_reads_with_the_base_model_outside_the_budget(tmp_path, four_pa
     read = select.base_confidences(four_pages, "train", "english_g2")
     assert len(read) == 16 and all(0.0 <= line.confidence <= 1.0 and line.text for line in read.values())
     assert any("to replay the fix-next queue" in e.get("message", "") for e in events)
+
+
+def test_a_run_picked_in_rounds_names_the_model_of_each_round(tmp_path, four_pages):
+    recipe = {"augment": 0, "patience": 1000, "batch_size": 4, "lr": 1e-3, "max_steps": 2, "val_every_steps": 2}
+    out = train_recognizer(four_pages, base="english_g2", max_minutes=1.0, out=tmp_path / "m", pick="fix-next",
+                           pick_model=("english_g2", "english_g2"), limit_lines=6, val_fraction=0.0, recipe=recipe)
+    trained_on = json.loads((out / "inkscribe.json").read_text())["trained_on"]
+    assert trained_on["pick_rounds"] == ["english_g2", "english_g2"] and trained_on["lines"] == 6
 
 
 def test_self_training_also_reads_the_pages_of_an_extra_pool(tmp_path, four_pages):

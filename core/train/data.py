@@ -16,6 +16,7 @@ pages, are its unlabelled `pool` (boxes, never texts), which self-training reads
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,8 +76,9 @@ def _shuffled_pages(pages: list, limit_lines: int, seed: int) -> list[set[int]]:
 
 
 def kept_lines(pages: list, limit_lines: int, pick: str, seed: int = 0, labels=None, split: str = "train",
-               model: str = "default") -> list[set[int]]:
-    """Per page (file order), the lines a pick other than `random` keeps: `labels` and `model` serve the queues."""
+               model: str | Sequence[str] = "default") -> list[set[int]]:
+    """Per page (file order), the lines a pick other than `random` keeps: `labels` and `model` (one per round of
+    corrections, `core.train.select.queued_in_rounds`) serve the queues."""
     if pick == "first":
         return _first_pages(pages, limit_lines)
     if pick == "shuffled":
@@ -84,13 +86,12 @@ def kept_lines(pages: list, limit_lines: int, pick: str, seed: int = 0, labels=N
     return _queued_lines(pages, labels, split, limit_lines, pick, model)
 
 
-def _queued_lines(pages: list, labels, split: str, limit_lines: int, pick: str, model: str) -> list[set[int]]:
-    """Per page, the lines kept: the ones the app's queue (`pick`) asks for first, read by `model`."""
-    from core.review import queue_order
+def _queued_lines(pages: list, labels, split: str, limit_lines: int, pick: str, model) -> list[set[int]]:
+    """Per page, the lines kept: the ones the app's queue (`pick`) asks for first, read by `model` (or per round)."""
     from core.train import select
 
     kept: list[set[int]] = [set() for _ in pages]
-    for pi, li in queue_order(select.base_confidences(labels, split, model), limit_lines, pick):
+    for pi, li in select.queued_in_rounds(labels, split, pages, limit_lines, pick, model):
         kept[pi].add(li)
     return kept
 
@@ -114,10 +115,11 @@ def split_pages(labels: str | Path, split: str) -> list:
 
 
 def load_samples(labels: str | Path, split: str, val_fraction: float, limit_lines: int | None, seed: int,
-                 pick: str = "random", pick_model: str = "default") -> DataSplit:
+                 pick: str = "random", pick_model: str | Sequence[str] = "default") -> DataSplit:
     """Train/val samples from a labels file; validation pages are held out whole (see `PICKS`).
 
-    `pick_model` reads the lines for the confidence picks (the base model, as in the app's queue).
+    `pick_model` reads the lines for the confidence picks (the base model, as in the app's queue; or
+    one model per round of corrections).
     """
     from core.geometry import crop_line
     from core.ingest import load_image

@@ -6,16 +6,19 @@ turn; `pairs` takes every page in turn for the line adding most new character pa
 `sure-pairs`, the app's queue now, weighs those pairs by the reading's confidence². Replayed on
 a labels file, a pick gives the N lines a user working down that queue would have confirmed.
 The app holds these readings from transcribing; a replay reads every line once with the base
-model, so the trainers keep that reading outside their budget.
+model, so the trainers keep that reading outside their budget. Given several models, a replay
+takes the user's rounds: each model (the base, then each fine-tune between rounds) picks an equal
+share of the lines from those the rounds before left, their texts counting as known pairs.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from core.review import PAIR_PICKS, LineKey, QueueLine
+from core.review import PAIR_PICKS, LineKey, QueueLine, queue_order
 
 CONFIDENCE_PICKS = ("fix-next", "spread", *PAIR_PICKS)
 
@@ -47,18 +50,45 @@ def _confidences(labels: str, _mtime_ns: int, split: str, model: str) -> dict[Li
     return out
 
 
-def replay_queue(labels: str | Path, split: str, pick: str, limit_lines: int | None, model: str, report) -> float:
-    """Read the split with `model` when `pick` needs its confidences; returns the seconds it took.
+def round_models(model: str | Sequence[str]) -> tuple[str, ...]:
+    """The model that reads each round of corrections: one name, or one per round."""
+    return (model,) if isinstance(model, str) else tuple(model)
 
-    Said once per process: a later call (self-training's teacher and student) finds the reading cached.
+
+def queued_in_rounds(labels: str | Path, split: str, pages: list, limit: int, pick: str,
+                     model: str | Sequence[str]) -> list[LineKey]:
+    """The lines a user working down the `pick` queue confirms, in rounds read by each of `model` in turn.
+
+    Round r takes its share of `limit` from the lines not yet taken, the texts of those taken before
+    counting as known (the user confirmed them); one round is the queue read once by one model.
+    """
+    models = round_models(model)
+    taken: list[LineKey] = []
+    for r, name in enumerate(models):
+        share = limit * (r + 1) // len(models) - limit * r // len(models)
+        known = [pages[pi].lines[li].text for pi, li in taken]
+        done = set(taken)
+        left = {key: line for key, line in base_confidences(labels, split, name).items() if key not in done}
+        taken += queue_order(left, share, pick, known)
+    return taken
+
+
+def replay_queue(labels: str | Path, split: str, pick: str, limit_lines: int | None, model: str | Sequence[str],
+                 report) -> float:
+    """Read the split with each of `model` when `pick` needs its confidences; returns the seconds it took.
+
+    Said once per process and model: a later call (self-training's teacher and student) finds the reading cached.
     """
     if not (pick in CONFIDENCE_PICKS and limit_lines):
         return 0.0
-    misses, start = _confidences.cache_info().misses, time.monotonic()
-    base_confidences(labels, split, model)
-    if _confidences.cache_info().misses == misses:
-        return 0.0
-    seconds = time.monotonic() - start
-    report({"message": f"read every line with {model} to replay the {pick} queue in {seconds:.0f} s (outside "
-                       "the time budget: the app has these confidences from transcribing)"})
-    return seconds
+    total = 0.0
+    for name in round_models(model):
+        misses, start = _confidences.cache_info().misses, time.monotonic()
+        base_confidences(labels, split, name)
+        if _confidences.cache_info().misses == misses:
+            continue
+        seconds = time.monotonic() - start
+        total += seconds
+        report({"message": f"read every line with {name} to replay the {pick} queue in {seconds:.0f} s (outside "
+                           "the time budget: the app has these confidences from transcribing)"})
+    return total
