@@ -6,7 +6,9 @@ lines, for the same time budget, and scores it on the `eval` split. Validation c
 `--size` lines for every pick but `random`, whose validation pages come on top (the learning
 curve's convention): the table says so. With `--rounds K`, a queue pick is replayed as a user
 corrects: K rounds of `--size`/K lines, each picked by the model fine-tuned on the rounds before
-(the first by the base), that fine-tune (same settings) outside the measured run. Rows are appended to
+(the first by the base), that fine-tune (same settings) outside the measured run, which starts from
+the base; with `--from-last-round` it starts from the last round's model instead, as the app's
+Fine-tune page does by default (the active model), for twice the training time. Rows are appended to
 `--results` (JSON lines) as they finish, so a long table can be built one row per call; the table
 of every row in that file is printed at the end.
 
@@ -49,11 +51,11 @@ def table(results: list[dict]) -> str:
     groups: dict[tuple, list[dict]] = {}
     for r in results:
         key = (r["size"], r["pick"], bool(r["self_training"]), r.get("transductive", False), r.get("recipe", ""),
-               len(r.get("rounds", [])) + 1)
+               len(r.get("rounds", [])) + 1, r.get("from_last_round", False))
         groups.setdefault(key, []).append(r)
     out = ["| lines | pick | self-training | runs | cer_4plus | best path | lines learned (+ pseudo) | validation |",
            "|---|---|---|---|---|---|---|---|"]
-    for (size, pick, st, trans, recipe, rounds), rows in sorted(groups.items()):
+    for (size, pick, st, trans, recipe, rounds, from_last), rows in sorted(groups.items()):
         cer = [r["eval_cer_4plus"] for r in rows]
         bp = [r["eval_cer_4plus_best_path"] for r in rows]
         spread = f" ± {(max(cer) - min(cer)) / 2:.4f}" if len(rows) > 1 else ""
@@ -66,17 +68,20 @@ def table(results: list[dict]) -> str:
         val = f"{rows[0].get('val_lines')} lines, {rows[0].get('val_pages')} pages" + (
             " (besides the lines)" if pick == "random" else "")
         pick += f", {rounds} rounds" if rounds > 1 else ""
+        pick += ", the last from the round before's model" if from_last else ""
         out.append(f"| {size} | {pick} | {mode} | {len(rows)} | {statistics.fmean(cer):.4f}{spread} | "
                    f"{statistics.fmean(bp):.4f} | {labelled}{extra} | {val} |")
     return "\n".join(out)
 
 
 def earlier_rounds(run, out: Path, size: int, rounds: int, base: str) -> list[dict]:
-    """Fine-tune and score the models that pick rounds 2..K: round r's on the first r/K of the lines."""
+    """Fine-tune and score the models that pick rounds 2..K: round r's on the first r/K of the lines
+    (a round's model kept in `out`-roundR by an earlier row is scored, not trained again)."""
     done: list[dict] = []
     for r in range(1, rounds):
         models = tuple([base] + [d["model"] for d in done])
-        done.append(run(out.with_name(f"{out.name}-round{r}"), limit_lines=size * r // rounds, pick_model=models))
+        done.append(run(out.with_name(f"{out.name}-round{r}"), limit_lines=size * r // rounds, pick_model=models,
+                        reuse=True))
     return done
 
 
@@ -90,6 +95,8 @@ def main() -> None:
     ap.add_argument("--transductive", action="store_true", help="self-training pool includes the eval pages")
     ap.add_argument("--rounds", type=int, default=1, help="queue picks: rounds of corrections, each read by the "
                     "model fine-tuned on the rounds before")
+    ap.add_argument("--from-last-round", action="store_true", help="with --rounds: the measured fine-tune starts "
+                    "from the last round's model, not the base")
     ap.add_argument("--max-minutes", type=float, default=15.0)
     ap.add_argument("--base", default="default")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (2 on a quiet 2-core machine)")
@@ -106,14 +113,17 @@ def main() -> None:
             name = f"{args.size}-{pick}-s{seed}{'-st' if st else ''}{'-trans' if args.transductive else ''}"
             name += f"-r{zlib.crc32(args.recipe.encode()) % 10**6}" if args.recipe else ""  # one folder per recipe
             name += f"-{args.rounds}rounds" if args.rounds > 1 else ""
-            run = partial(fine_tune_and_score, args.labels, eval_set, base=args.base, max_minutes=args.max_minutes,
-                          seed=seed, recipe=json.loads(args.recipe or "{}"), pick=pick, self_train=st,
+            run = partial(fine_tune_and_score, args.labels, eval_set, max_minutes=args.max_minutes, seed=seed,
+                          recipe=json.loads(args.recipe or "{}"), pick=pick, self_train=st,
                           transductive=args.transductive)
-            rounds = earlier_rounds(run, Path(args.work) / name, args.size, args.rounds, args.base)
+            rounds = earlier_rounds(partial(run, base=args.base), Path(args.work) / name, args.size, args.rounds,
+                                    args.base)
             models = tuple([args.base] + [r["model"] for r in rounds])
+            from_last = bool(args.from_last_round and rounds)
+            final = run(Path(args.work) / (name + ("-from-last-round" if from_last else "")), limit_lines=args.size,
+                        pick_model=models, base=models[-1] if from_last else args.base)
             row = {"size": args.size, "max_minutes": args.max_minutes, **({"recipe": args.recipe} if args.recipe else {}),
-                   **run(Path(args.work) / name, limit_lines=args.size, pick_model=models),
-                   **({"rounds": rounds} if rounds else {})}
+                   **final, **({"rounds": rounds} if rounds else {}), **({"from_last_round": True} if from_last else {})}
             with open(results_file, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(row) + "\n")
             print(json.dumps(row), file=sys.stderr, flush=True)

@@ -33,26 +33,27 @@ def best_path_score(rec, crops, texts) -> dict:
 
 def fine_tune_and_score(labels: str, eval_set: tuple, out: Path, *, base: str, max_minutes: float,
                         limit_lines: int | None, seed: int, recipe: dict, pick: str, self_train: bool,
-                        transductive: bool = False, pick_model: tuple[str, ...] | None = None) -> dict:
+                        transductive: bool = False, pick_model: tuple[str, ...] | None = None,
+                        reuse: bool = False) -> dict:
     """One time-boxed fine-tune on the train split, scored on `eval_set` (crops, texts); what a table row needs.
 
     `transductive`: the eval pages (boxes only) join the self-training pool, as in the app, where
     the pages to be read are among the user's unconfirmed ones. `pick_model`: what reads each round of
-    a queue pick (default: `base`, one round).
+    a queue pick (default: `base`, one round). `reuse`: a model already in `out` is scored, not trained again.
     """
     from core.recognize import load_recognizer
     from core.train_recognizer import train_recognizer
 
     crops, texts = eval_set
     start = time.perf_counter()
-    path = train_recognizer(labels, "train", base=base, max_minutes=max_minutes, out=out, limit_lines=limit_lines,
+    path = out if reuse and (out / "inkscribe.json").exists() else train_recognizer(labels, "train", base=base, max_minutes=max_minutes, out=out, limit_lines=limit_lines,
                             seed=seed, recipe=recipe, resume=False, pick=pick, pick_model=pick_model, self_train=self_train,
                             pool=labels if self_train and transductive else None,
                             pool_split="eval" if transductive else None,
                             progress=lambda d: print(d["message"], file=sys.stderr, flush=True)
                             if "message" in d else None)
-    wall = time.perf_counter() - start
     manifest = json.loads((path / "inkscribe.json").read_text())
+    wall = manifest["metrics"]["wall_seconds"] if path == out and reuse else time.perf_counter() - start
     rec = load_recognizer(str(path))
     score = evaluate_recognizer(rec, crops, texts)
     greedy = best_path_score(rec, crops, texts)

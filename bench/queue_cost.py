@@ -3,9 +3,12 @@
 Replays the picks of `bench/active_learning.py` on the notes' `train` split — the app's queues
 (`core.review.queue_order`) with the base model's readings, and whole pages (`first`, `shuffled/SEED`:
 seeded random pages) — and prints for the first `--sizes` lines of each: characters and distinct
-character pairs of their labels, the base model's mean confidence, and the character edits that
-turn its readings into the labels (what a user types). With `--match sure-pairs/250`, also how many
+character pairs of their labels, the mean confidence of the readings a user corrects, and the
+character edits that turn those readings into the labels (what a user types). With `--match sure-pairs/250`, also how many
 lines each other pick needs to hold as many characters, or to ask for as many edits, as that one.
+With `--rounds MODEL,...`, the queues are replayed in rounds (`core.train.select.queued_in_rounds`):
+the base picks the first share, each model (fine-tuned on the rounds before) the next, and a line's
+edits are counted from the reading of the model that asked for it.
 docs/decisions/0012-queue-by-character-pairs.md and 0013-queue-by-sure-pairs.md.
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/queue_cost.py --picks sure-pairs,pairs,spread,shuffled/0 \
@@ -29,25 +32,31 @@ from core.train.data import kept_lines, split_pages
 class Replay:
     """The `train` split's labels and the base model's readings of its lines, and the lines each pick takes."""
 
-    def __init__(self, labels: str, model: str) -> None:
-        self.labels, self.model = labels, model
+    def __init__(self, labels: str, model: str, rounds: tuple[str, ...] = ()) -> None:
+        self.labels, self.models = labels, (model, *rounds)
         self.readings = select.base_confidences(labels, "train", model)
         self.pages = split_pages(labels, "train")
         self.texts = {(pi, li): self.pages[pi].lines[li].text for pi, li in self.readings}
 
     def chosen(self, pick: str, size: int) -> list:
-        """The lines training keeps for `pick` (`kept_lines`, one path for queues and whole pages) that have a reading."""
+        """(line, the reading the user corrects) for the lines training keeps for `pick`: a queue's in rounds,
+        whole pages by `kept_lines`."""
         name, _, seed = pick.partition("/")
-        keep = kept_lines(self.pages, size, name, int(seed or 0), self.labels, "train", self.model)
-        return [(pi, li) for pi, lines in enumerate(keep) for li in sorted(lines) if (pi, li) in self.readings]
+        if name in select.CONFIDENCE_PICKS:
+            rounds = select.queued_in_rounds(self.labels, "train", self.pages, size, name, self.models)
+            return [(key, select.base_confidences(self.labels, "train", model)[key])
+                    for model, keys in zip(self.models, rounds, strict=True) for key in keys]
+        keep = kept_lines(self.pages, size, name, int(seed or 0), self.labels, "train", self.models[0])
+        return [((pi, li), self.readings[(pi, li)]) for pi, lines in enumerate(keep) for li in sorted(lines)
+                if (pi, li) in self.readings]
 
-    def cost(self, keys: list) -> dict:
-        """Characters, distinct pairs, mean base confidence and edits of these lines."""
-        labels = [self.texts[k] for k in keys]
-        return {"lines": len(keys), "characters": sum(len(t) for t in labels),
+    def cost(self, chosen: list) -> dict:
+        """Characters, distinct pairs, mean confidence and edits of these (line, reading) pairs."""
+        labels = [self.texts[key] for key, _ in chosen]
+        return {"lines": len(chosen), "characters": sum(len(t) for t in labels),
                 "pairs": len(set().union(*(character_pairs(t) for t in labels))),
-                "confidence": round(fmean(self.readings[k].confidence for k in keys), 3) if keys else 0.0,
-                "edits": sum(char_edits(self.texts[k], self.readings[k].text) for k in keys)}
+                "confidence": round(fmean(reading.confidence for _, reading in chosen), 3) if chosen else 0.0,
+                "edits": sum(char_edits(self.texts[key], reading.text) for key, reading in chosen)}
 
     def matching_size(self, pick: str, field: str, goal: int) -> int:
         """The fewest lines of `pick` whose `field` (characters or edits) reaches `goal` (bisection: totals grow)."""
@@ -65,11 +74,12 @@ def main() -> None:
     ap.add_argument("--picks", default="sure-pairs,pairs,spread,fix-next,first,shuffled/0,shuffled/1,shuffled/2")
     ap.add_argument("--sizes", default="100,250")
     ap.add_argument("--match", default="", help="PICK/SIZE: how many lines the other picks need for its totals")
+    ap.add_argument("--rounds", default="", help="comma-separated models that read the queues' later rounds")
     args = ap.parse_args()
     configure_process(threads=2)
-    replay = Replay(args.labels, args.model)
+    replay = Replay(args.labels, args.model, tuple(m for m in args.rounds.split(",") if m))
     picks = args.picks.split(",")
-    print("| pick | lines | characters | distinct pairs | base confidence | edits to correct |\n|---|---|---|---|---|---|")
+    print("| pick | lines | characters | distinct pairs | confidence | edits to correct |\n|---|---|---|---|---|---|")
     for pick in picks:
         for size in map(int, args.sizes.split(",")):
             c = replay.cost(replay.chosen(pick, size))

@@ -86,8 +86,8 @@ def test_a_replay_in_rounds_lets_each_model_pick_its_share_of_the_lines_the_roun
     monkeypatch.setattr(select, "base_confidences", lambda _labels, _split, model: {"a": first, "b": second}[model])
     pages = split_pages(four_pages, "train")
     assert select.queued_in_rounds(four_pages, "train", pages, 4, "fix-next", ("a", "b")) == [
-        (0, 0), (0, 1), (2, 3), (1, 1)]  # the second model's least sure line, (0, 0), was confirmed already
-    assert select.queued_in_rounds(four_pages, "train", pages, 2, "fix-next", "a") == [(0, 0), (0, 1)]
+        [(0, 0), (0, 1)], [(2, 3), (1, 1)]]  # the second model's least sure line, (0, 0), was confirmed already
+    assert select.queued_in_rounds(four_pages, "train", pages, 2, "fix-next", "a") == [[(0, 0), (0, 1)]]
 
 
 def test_the_lines_confirmed_in_earlier_rounds_count_as_known_pairs(four_pages, monkeypatch):
@@ -97,7 +97,7 @@ def test_the_lines_confirmed_in_earlier_rounds_count_as_known_pairs(four_pages, 
     second[(3, 1)] = QueueLine(0.5, 8.0, "zq")
     monkeypatch.setattr(select, "base_confidences", lambda _labels, _split, model: {"a": first, "b": second}[model])
     pages = split_pages(four_pages, "train")
-    assert select.queued_in_rounds(four_pages, "train", pages, 2, "pairs", ("a", "b")) == [(0, 0), (3, 1)]
+    assert select.queued_in_rounds(four_pages, "train", pages, 2, "pairs", ("a", "b")) == [[(0, 0)], [(3, 1)]]
     assert queue_order({k: v for k, v in second.items() if k != (0, 0)}, 1, "pairs") == [(3, 0)]  # unknown: most pairs
 
 

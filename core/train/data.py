@@ -91,8 +91,9 @@ def _queued_lines(pages: list, labels, split: str, limit_lines: int, pick: str, 
     from core.train import select
 
     kept: list[set[int]] = [set() for _ in pages]
-    for pi, li in select.queued_in_rounds(labels, split, pages, limit_lines, pick, model):
-        kept[pi].add(li)
+    for keys in select.queued_in_rounds(labels, split, pages, limit_lines, pick, model):
+        for pi, li in keys:
+            kept[pi].add(li)
     return kept
 
 

@@ -56,21 +56,21 @@ def round_models(model: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def queued_in_rounds(labels: str | Path, split: str, pages: list, limit: int, pick: str,
-                     model: str | Sequence[str]) -> list[LineKey]:
-    """The lines a user working down the `pick` queue confirms, in rounds read by each of `model` in turn.
+                     model: str | Sequence[str]) -> list[list[LineKey]]:
+    """Per round, the lines a user working down the `pick` queue confirms, each round read by the next of `model`.
 
     Round r takes its share of `limit` from the lines not yet taken, the texts of those taken before
     counting as known (the user confirmed them); one round is the queue read once by one model.
     """
     models = round_models(model)
-    taken: list[LineKey] = []
+    rounds: list[list[LineKey]] = []
     for r, name in enumerate(models):
         share = limit * (r + 1) // len(models) - limit * r // len(models)
+        taken = {key for keys in rounds for key in keys}
         known = [pages[pi].lines[li].text for pi, li in taken]
-        done = set(taken)
-        left = {key: line for key, line in base_confidences(labels, split, name).items() if key not in done}
-        taken += queue_order(left, share, pick, known)
-    return taken
+        left = {key: line for key, line in base_confidences(labels, split, name).items() if key not in taken}
+        rounds.append(queue_order(left, share, pick, known))
+    return rounds
 
 
 def replay_queue(labels: str | Path, split: str, pick: str, limit_lines: int | None, model: str | Sequence[str],
