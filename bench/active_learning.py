@@ -123,7 +123,8 @@ def main() -> None:
             final = run(Path(args.work) / (name + ("-from-last-round" if from_last else "")), limit_lines=args.size,
                         pick_model=models, base=models[-1] if from_last else args.base)
             row = {"size": args.size, "max_minutes": args.max_minutes, **({"recipe": args.recipe} if args.recipe else {}),
-                   **final, **({"rounds": rounds} if rounds else {}), **({"from_last_round": True} if from_last else {})}
+                   **final, **({"rounds": rounds} if rounds else {}),
+                   **({"from_last_round": True} if from_last else {})}
             with open(results_file, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(row) + "\n")
             print(json.dumps(row), file=sys.stderr, flush=True)

@@ -46,14 +46,14 @@ def fine_tune_and_score(labels: str, eval_set: tuple, out: Path, *, base: str, m
 
     crops, texts = eval_set
     start = time.perf_counter()
-    path = out if reuse and (out / "inkscribe.json").exists() else train_recognizer(labels, "train", base=base, max_minutes=max_minutes, out=out, limit_lines=limit_lines,
-                            seed=seed, recipe=recipe, resume=False, pick=pick, pick_model=pick_model, self_train=self_train,
-                            pool=labels if self_train and transductive else None,
-                            pool_split="eval" if transductive else None,
-                            progress=lambda d: print(d["message"], file=sys.stderr, flush=True)
-                            if "message" in d else None)
+    kept = reuse and (out / "inkscribe.json").exists()
+    path = out if kept else train_recognizer(
+        labels, "train", base=base, max_minutes=max_minutes, out=out, limit_lines=limit_lines, seed=seed,
+        recipe=recipe, resume=False, pick=pick, pick_model=pick_model, self_train=self_train,
+        pool=labels if self_train and transductive else None, pool_split="eval" if transductive else None,
+        progress=lambda d: print(d["message"], file=sys.stderr, flush=True) if "message" in d else None)
     manifest = json.loads((path / "inkscribe.json").read_text())
-    wall = manifest["metrics"]["wall_seconds"] if path == out and reuse else time.perf_counter() - start
+    wall = manifest["metrics"]["wall_seconds"] if kept else time.perf_counter() - start
     rec = load_recognizer(str(path))
     score = evaluate_recognizer(rec, crops, texts)
     greedy = best_path_score(rec, crops, texts)

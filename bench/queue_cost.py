@@ -4,8 +4,9 @@ Replays the picks of `bench/active_learning.py` on the notes' `train` split — 
 (`core.review.queue_order`) with the base model's readings, and whole pages (`first`, `shuffled/SEED`:
 seeded random pages) — and prints for the first `--sizes` lines of each: characters and distinct
 character pairs of their labels, the mean confidence of the readings a user corrects, and the
-character edits that turn those readings into the labels (what a user types). With `--match sure-pairs/250`, also how many
-lines each other pick needs to hold as many characters, or to ask for as many edits, as that one.
+character edits that turn those readings into the labels (what a user types). With `--match
+sure-pairs/250`, also how many lines each other pick needs to hold as many characters, or to ask
+for as many edits, as that one.
 With `--rounds MODEL,...`, the queues are replayed in rounds (`core.train.select.queued_in_rounds`):
 the base picks the first share, each model (fine-tuned on the rounds before) the next, and a line's
 edits are counted from the reading of the model that asked for it.

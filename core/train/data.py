@@ -86,7 +86,8 @@ def kept_lines(pages: list, limit_lines: int, pick: str, seed: int = 0, labels=N
     return _queued_lines(pages, labels, split, limit_lines, pick, model)
 
 
-def _queued_lines(pages: list, labels, split: str, limit_lines: int, pick: str, model) -> list[set[int]]:
+def _queued_lines(pages: list, labels, split: str, limit_lines: int, pick: str,
+                  model: str | Sequence[str]) -> list[set[int]]:
     """Per page, the lines kept: the ones the app's queue (`pick`) asks for first, read by `model` (or per round)."""
     from core.train import select
 
