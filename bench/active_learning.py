@@ -74,15 +74,18 @@ def table(results: list[dict]) -> str:
     return "\n".join(out)
 
 
-def earlier_rounds(run, out: Path, size: int, rounds: int, base: str) -> list[dict]:
+def earlier_rounds(run, out: Path, size: int, rounds: int, base: str) -> tuple[list[dict], tuple[str, ...]]:
     """Fine-tune and score the models that pick rounds 2..K: round r's on the first r/K of the lines
-    (a round's model kept in `out`-roundR by an earlier row is scored, not trained again)."""
+    (a round's model kept in `out`-roundR by an earlier row is scored, not trained again).
+
+    Returns their rows and the model that reads each of the K rounds (the base first)."""
     done: list[dict] = []
+    models: tuple[str, ...] = (base,)
     for r in range(1, rounds):
-        models = tuple([base] + [d["model"] for d in done])
         done.append(run(out.with_name(f"{out.name}-round{r}"), limit_lines=size * r // rounds, pick_model=models,
                         reuse=True))
-    return done
+        models += (done[-1]["model"],)
+    return done, models
 
 
 def main() -> None:
@@ -116,9 +119,8 @@ def main() -> None:
             run = partial(fine_tune_and_score, args.labels, eval_set, max_minutes=args.max_minutes, seed=seed,
                           recipe=json.loads(args.recipe or "{}"), pick=pick, self_train=st,
                           transductive=args.transductive)
-            rounds = earlier_rounds(partial(run, base=args.base), Path(args.work) / name, args.size, args.rounds,
-                                    args.base)
-            models = tuple([args.base] + [r["model"] for r in rounds])
+            rounds, models = earlier_rounds(partial(run, base=args.base), Path(args.work) / name, args.size,
+                                            args.rounds, args.base)
             from_last = bool(args.from_last_round and rounds)
             final = run(Path(args.work) / (name + ("-from-last-round" if from_last else "")), limit_lines=args.size,
                         pick_model=models, base=models[-1] if from_last else args.base)

@@ -35,7 +35,8 @@ class Replay:
 
     def __init__(self, labels: str, model: str, rounds: tuple[str, ...] = ()) -> None:
         self.labels, self.models = labels, (model, *rounds)
-        self.readings = select.base_confidences(labels, "train", model)
+        self.round_readings = [select.base_confidences(labels, "train", m) for m in self.models]  # read once each
+        self.readings = self.round_readings[0]
         self.pages = split_pages(labels, "train")
         self.texts = {(pi, li): self.pages[pi].lines[li].text for pi, li in self.readings}
 
@@ -45,8 +46,8 @@ class Replay:
         name, _, seed = pick.partition("/")
         if name in select.CONFIDENCE_PICKS:
             rounds = select.queued_in_rounds(self.labels, "train", self.pages, size, name, self.models)
-            return [(key, select.base_confidences(self.labels, "train", model)[key])
-                    for model, keys in zip(self.models, rounds, strict=True) for key in keys]
+            return [(key, readings[key]) for readings, keys in zip(self.round_readings, rounds, strict=True)
+                    for key in keys]
         keep = kept_lines(self.pages, size, name, int(seed or 0), self.labels, "train", self.models[0])
         return [((pi, li), self.readings[(pi, li)]) for pi, lines in enumerate(keep) for li in sorted(lines)
                 if (pi, li) in self.readings]
