@@ -4,8 +4,9 @@ Self-training (core/train/selftrain.py) learns from a teacher's most confident r
 whose texts it never sees. The notes label those lines, so this reads a run's pool with a model
 and scores its readings against the labels it ignored: CER by fifth of confidence, of the share
 self-training keeps, and of other ways to choose (the least sure character, the sum of doubts,
-best path and beam search agreeing) — and, with `--second`, of what it reads with a second model's
-frame probabilities averaged into its own (tried as the pseudo-labeller, not kept).
+best path and beam search agreeing, every word a known one: the writer's labelled lines' or the
+text prior's) — and, with `--second`, of what it reads with a second model's frame probabilities
+averaged into its own (tried as the pseudo-labeller, not kept).
 docs/decisions/0010-self-training.md.
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/pseudo_labels.py --model MODEL_DIR --pick first --limit-lines 250 \
@@ -23,18 +24,25 @@ from devdata import NOTES_LABELS
 
 from core.labels import iter_line_crops
 from core.metrics import cer
+from core.recognize.charlm import WORD, stdlib_prose, words_of
 from core.recognize.crnn import DEFAULT_DECODING, best_path, ctc_greedy
 from core.recognize.registry import load
 from core.train.data import PICKS, load_samples
 from core.train.selftrain import KEEP_SHARE
 
 
-def pool_lines(labels: str, pick: str, limit_lines: int, seed: int, count: int) -> list[tuple]:
-    """(crop, labelled text) of `count` lines of the pool a self-training run would read, in seeded order."""
+def pool_lines(labels: str, pick: str, limit_lines: int, seed: int, count: int) -> tuple[list[tuple], frozenset]:
+    """(crop, labelled text) of `count` lines of the pool a self-training run would read, in seeded order,
+    and the words (3+ letters, case-folded) of the lines it learns with labels."""
     data = load_samples(labels, "train", 0.1, limit_lines, seed, pick)
     out = [(crop, line.text) for _, line, crop in iter_line_crops(data.pool) if min(crop.size) >= 2]
     random.Random(seed).shuffle(out)
-    return out[:count]
+    return out[:count], words_of(s.text for s in data.train)
+
+
+def all_words_known(text: str, vocab: frozenset) -> bool:
+    """Whether every word (3+ letters) of a reading is in `vocab`; a reading without words passes."""
+    return all(word.casefold() in vocab for word in WORD.findall(text))
 
 
 def main() -> None:
@@ -47,7 +55,7 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=1500, help="how many pool lines to read")
     ap.add_argument("--second", help="a CTC model of the same input height whose frames are averaged in, 50/50")
     args = ap.parse_args()
-    lines = pool_lines(args.labels, args.pick, args.limit_lines, args.seed, args.lines)
+    lines, writer_words = pool_lines(args.labels, args.pick, args.limit_lines, args.seed, args.lines)
     rec = load(args.model)
     frames = rec.all_frame_probs([c for c, _ in lines])
     refs = [t for _, t in lines]
@@ -68,6 +76,10 @@ def main() -> None:
            ("sum_of_doubts", np.array([(1 - p).sum() for p in peaks])))}
     fifths = [score(by["confidence"][n * k // 5 : n * (k + 1) // 5]) for k in range(5)]
     kept = {f"kept_by_{name}": score(order[:keep]) for name, order in by.items()}
+    vocab = writer_words | words_of(stdlib_prose())
+    known = [i for i in by["confidence"][:keep] if all_words_known(read[i], vocab)]
+    kept["kept_by_confidence_and_known_words"] = score(known)
+    kept["kept_by_confidence_with_unknown_words"] = score(sorted(set(by["confidence"][:keep]) - set(known)))
     both = {}
     if args.second:
         averaged = [rec.decode(f) for f in _averaged(rec, load(args.second), frames, [c for c, _ in lines])]

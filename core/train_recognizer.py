@@ -6,8 +6,8 @@ pages held out), the recipe (`core.train.recipe` and the network's entry in
 (`core.train.budget`: warm-up, then cosine decay to the end of `max_minutes`, because the user gives
 a time budget, not an epoch count), the loop and its validations (`core.train.loop`), the
 checkpoint an interrupted run resumes from (`core.train.checkpoint`, in `<out>.work/`), and, after
-the last step, the decoder's fit. The best-validating weights become a new, self-contained model
-directory (written atomically, never over an existing one).
+the last step, the decoder's fit. The best-validating weights (the last, with the recipe's `keep`)
+become a new, self-contained model directory (written atomically, never over an existing one).
 
 Training runs on the `device` setting (core.device) through an `accelerate.Accelerator`: float16
 mixed precision on CUDA (losses in float32), full precision elsewhere, so CPU numbers are unchanged.
@@ -211,7 +211,8 @@ def _manifest(run: Run, out: Path, resolved: str, source: dict, not_learnable: l
                     "steps": state.step, "epochs": round(state.step * recipe["batch_size"] / len(data.train), 2),
                     "stopped": stopped},
         "recipe": {**recipe, "optimizer": "AdamW", "schedule": "linear warm-up + cosine decay over the time budget",
-                   "loss": run.adapter.loss_name, "selection": "best validation CER"},
+                   "loss": run.adapter.loss_name,
+                   "selection": "best validation CER" if recipe["keep"] == "best" else "last weights"},
         "not_learnable": not_learnable,
         "device": {"trainer": device, "mixed_precision": run.accelerator.mixed_precision},
         "history": state.history,

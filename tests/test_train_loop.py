@@ -104,6 +104,17 @@ def test_validations_without_improvement_stop_the_run_early(tmp_path):
     assert run.best is not None and run.state.best_cer == run.state.base_cer == 1.0  # the base stays the best
 
 
+@pytest.mark.parametrize("steps", [7, 8])  # 7: `finish` validates the last weights; 8: the loop's last step did
+def test_keeping_the_last_weights_neither_stops_early_nor_keeps_a_better_earlier_validation(tmp_path, steps):
+    # the base reads 0.0, the validations 0.5, 1.0, 1.0, 1.0: patience 2 would stop the run at step 4
+    reads = ["ab", "a", "", "", "", ""]
+    run = _run(tmp_path, reads=iter(reads), max_steps=steps, val_every_steps=2, patience=2, keep="last")
+    assert not run.stopped_early and run.state.step == steps and run.state.bad_vals == 3 + (steps == 8)
+    assert run.state.best_cer == 1.0 and [h["val_cer"] for h in run.state.history] == [0.5, 1.0, 1.0, 1.0]
+    kept_best = _run(tmp_path / "best", reads=iter(reads), max_steps=steps, val_every_steps=2, patience=100)
+    assert kept_best.state.best_cer == 0.0  # keeping the best, the base's perfect reading stays
+
+
 def test_a_stop_request_cancels_between_steps(tmp_path):
     calls = iter(range(100))
     run = _run(tmp_path, stop=lambda: next(calls) >= 3, max_steps=100, val_every_steps=50)

@@ -145,7 +145,16 @@ def test_vetting_leaves_out_empty_unsure_and_collapsed_readings():
     assert stats["learned"] == len(learned) == 40 and all(s.text for s in learned)
 
 
-def test_self_training_learns_from_pseudo_labels_within_the_budget(tmp_path, four_pages):
+def test_self_training_learns_from_pseudo_labels_within_the_budget(tmp_path, four_pages, monkeypatch):
+    import core.train_recognizer
+
+    recipes = []  # each fine-tune's recipe: the teacher's, then the student's (both keep their last weights)
+
+    def spy(*args, recipe=None, **kwargs):
+        recipes.append(recipe)
+        return train_recognizer(*args, recipe=recipe, **kwargs)
+
+    monkeypatch.setattr(core.train_recognizer, "train_recognizer", spy)
     events: list[dict] = []
     recipe = {"augment": 0, "patience": 1000, "batch_size": 8, "lr": 1e-3, "max_steps": 12, "val_every_steps": 6}
     out = train_recognizer(four_pages, base="english_g2", max_minutes=1.5, out=tmp_path / "student", pick="first",
@@ -160,6 +169,7 @@ def test_self_training_learns_from_pseudo_labels_within_the_budget(tmp_path, fou
     # the student's bar is the first base's validation CER (the teacher's first validation), not the teacher's
     first_base = next(e["val_cer"] for e in events if e.get("message", "").startswith("base model"))
     assert stats["base_val_cer"] == first_base
+    assert [r.get("keep") for r in recipes] == ["last", "last"] and recipes[0]["max_steps"] == 12
 
 
 def test_a_page_whose_readings_are_mostly_unsure_is_left_out_whole():

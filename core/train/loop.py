@@ -112,7 +112,7 @@ class Run:
             self._train_step(batch, rng, now)
             if self._validation_due():
                 self._validate()
-                if self.state.bad_vals >= self.recipe["patience"]:
+                if self.state.bad_vals >= self.recipe["patience"] and self.recipe["keep"] == "best":
                     self.stopped_early = True
                     return True
         return False
@@ -165,10 +165,15 @@ class Run:
                               self.state.step_seconds())
 
     def finish(self) -> None:
-        """Validate the last weights (cosine decay usually makes them the best) and checkpoint."""
+        """Validate the last weights (cosine decay usually makes them the best) and checkpoint; the recipe's
+        `keep: last` keeps them even where an earlier validation read better."""
+        keep_last = self.recipe["keep"] == "last" and not self.cancelled
         if self.steps_since_val > 0 and not self.cancelled:
-            if record_final(self.state, val_cer(self.adapter, self.val)):
-                self.best = snapshot(self.adapter.model)
+            last = val_cer(self.adapter, self.val)
+            if record_final(self.state, last) or keep_last:
+                self.best, self.state.best_cer = snapshot(self.adapter.model), last
+        elif keep_last and self.state.history:  # the loop ended on a validation of these very weights
+            self.best, self.state.best_cer = snapshot(self.adapter.model), self.state.history[-1]["val_cer"]
         self._keep_base_unless_beaten()
         self.state.elapsed = self.budget.elapsed()
         self.save_checkpoint()

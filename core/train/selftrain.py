@@ -5,9 +5,10 @@ pool (line boxes only, never their texts), and its most confident readings join 
 lines for the rest of the budget, in a student that starts from the teacher. Readings are vetted
 first: empty ones, unsure ones and a string that comes back again and again (self-training's
 known collapse) are left out, and the training log says how many. Validation stays on labelled
-pages only. The student's best weights replace the teacher's if they read those pages better than
-the first base did (not the teacher: a validation page of first pages is too few lines to rank the
-two; decision 0010).
+pages only, and both fine-tunes keep their last weights, not their best-validating: a few dozen
+validation lines cannot choose among a run's weights. The student's weights replace the teacher's
+if they read those pages better than the first base did (not the teacher: a validation page of
+first pages is too few lines to rank the two; decision 0010).
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ def self_train(labels: str | Path, out: Path, max_minutes: float, progress: Prog
     kw = {"split": "train", "val_fraction": 0.1, "limit_lines": None, "seed": 0, "pick": "random", "base": "default",
           **train_kwargs}
     kw["pick_model"] = kw.get("pick_model") or kw["base"]  # the student's base is the teacher, not what picked
+    kw["recipe"] = {"keep": "last", **(kw.get("recipe") or {})}  # both fine-tunes, unless told otherwise
     configure_process(threads=kw.get("threads"))
     t0 += select.replay_queue(labels, kw["split"], kw["pick"], kw["limit_lines"], kw["pick_model"], report)
     out = Path(out).expanduser().resolve()
