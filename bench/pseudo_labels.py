@@ -24,7 +24,7 @@ from devdata import NOTES_LABELS
 
 from core.labels import iter_line_crops
 from core.metrics import cer
-from core.recognize.charlm import WORD, stdlib_prose, words_of
+from core.recognize.charlm import stdlib_prose, words_of
 from core.recognize.crnn import DEFAULT_DECODING, best_path, ctc_greedy
 from core.recognize.registry import load
 from core.train.data import PICKS, load_samples
@@ -38,11 +38,6 @@ def pool_lines(labels: str, pick: str, limit_lines: int, seed: int, count: int) 
     out = [(crop, line.text) for _, line, crop in iter_line_crops(data.pool) if min(crop.size) >= 2]
     random.Random(seed).shuffle(out)
     return out[:count], words_of(s.text for s in data.train)
-
-
-def all_words_known(text: str, vocab: frozenset) -> bool:
-    """Whether every word (3+ letters) of a reading is in `vocab`; a reading without words passes."""
-    return all(word.casefold() in vocab for word in WORD.findall(text))
 
 
 def main() -> None:
@@ -77,7 +72,7 @@ def main() -> None:
     fifths = [score(by["confidence"][n * k // 5 : n * (k + 1) // 5]) for k in range(5)]
     kept = {f"kept_by_{name}": score(order[:keep]) for name, order in by.items()}
     vocab = writer_words | words_of(stdlib_prose())
-    known = [i for i in by["confidence"][:keep] if all_words_known(read[i], vocab)]
+    known = [i for i in by["confidence"][:keep] if words_of([read[i]]) <= vocab]  # no words: known
     kept["kept_by_confidence_and_known_words"] = score(known)
     kept["kept_by_confidence_with_unknown_words"] = score(sorted(set(by["confidence"][:keep]) - set(known)))
     both = {}

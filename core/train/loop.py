@@ -112,7 +112,7 @@ class Run:
             self._train_step(batch, rng, now)
             if self._validation_due():
                 self._validate()
-                if self.state.bad_vals >= self.recipe["patience"] and self.recipe["keep"] == "best":
+                if self.state.bad_vals >= self.recipe["patience"] and not self._keeps_last():
                     self.stopped_early = True
                     return True
         return False
@@ -167,7 +167,7 @@ class Run:
     def finish(self) -> None:
         """Validate the last weights (cosine decay usually makes them the best) and checkpoint; the recipe's
         `keep: last` keeps them even where an earlier validation read better."""
-        keep_last = self.recipe["keep"] == "last" and not self.cancelled
+        keep_last = self._keeps_last() and not self.cancelled
         if self.steps_since_val > 0 and not self.cancelled:
             last = val_cer(self.adapter, self.val)
             if record_final(self.state, last) or keep_last:
@@ -177,6 +177,10 @@ class Run:
         self._keep_base_unless_beaten()
         self.state.elapsed = self.budget.elapsed()
         self.save_checkpoint()
+
+    def _keeps_last(self) -> bool:
+        """The recipe's `keep: last`: no early stop, and the last weights are kept (decision 0010)."""
+        return self.recipe["keep"] == "last"
 
     def _keep_base_unless_beaten(self) -> None:
         """With `cer_to_beat`, the base's weights come back unless the run's best validated under it."""
