@@ -212,7 +212,7 @@ def _manifest(run: Run, out: Path, resolved: str, source: dict, not_learnable: l
                     "stopped": stopped},
         "recipe": {**recipe, "optimizer": "AdamW", "schedule": "linear warm-up + cosine decay over the time budget",
                    "loss": run.adapter.loss_name,
-                   "selection": "best validation CER" if recipe["keep"] == "best" else "last weights"},
+                   "selection": "last weights" if run.keeps_last() else "best validation CER"},
         "not_learnable": not_learnable,
         "device": {"trainer": device, "mixed_precision": run.accelerator.mixed_precision},
         "history": state.history,

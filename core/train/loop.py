@@ -112,7 +112,7 @@ class Run:
             self._train_step(batch, rng, now)
             if self._validation_due():
                 self._validate()
-                if self.state.bad_vals >= self.recipe["patience"] and not self._keeps_last():
+                if self.state.bad_vals >= self.recipe["patience"] and not self.keeps_last():
                     self.stopped_early = True
                     return True
         return False
@@ -167,7 +167,7 @@ class Run:
     def finish(self) -> None:
         """Validate the last weights (cosine decay usually makes them the best) and checkpoint; the recipe's
         `keep: last` keeps them even where an earlier validation read better."""
-        keep_last = self._keeps_last() and not self.cancelled
+        keep_last = self.keeps_last() and not self.cancelled
         if self.steps_since_val > 0 and not self.cancelled:
             last = val_cer(self.adapter, self.val)
             if record_final(self.state, last) or keep_last:
@@ -178,7 +178,7 @@ class Run:
         self.state.elapsed = self.budget.elapsed()
         self.save_checkpoint()
 
-    def _keeps_last(self) -> bool:
+    def keeps_last(self) -> bool:
         """The recipe's `keep: last`: no early stop, and the last weights are kept (decision 0010)."""
         return self.recipe["keep"] == "last"
 
