@@ -26,7 +26,7 @@ MIN_POOL_PER_CONFIRMED = 1.0  # and unlabelled lines per confirmed training line
 def self_training_helps(confirmed_lines: int, pool_lines: int) -> bool:
     """Whether self-training is on by default: only in the regime where it was measured to help.
 
-    With 250 labelled lines and ~3,300 unlabelled ones it lowered CER(4+) 0.111 → 0.0987 in the same
+    With 250 labelled lines and ~3,300 unlabelled ones it lowered CER(4+) 0.111 → 0.085–0.093 in the same
     15-minute budget (docs/decisions/0010-self-training.md). With a small pool, or one smaller than the
     labelled lines, the teacher's and the reading's share of the budget buys little, so it stays off.
     """

@@ -30,6 +30,7 @@ from core.train.checkpoint import Checkpoint
 from core.train.data import DataSplit, Sample, load_samples, validation_lines
 from core.train.loop import Run, configure_optimizer
 from core.train.recipe import RECIPE, default_recipe
+from core.train.rehearsal import rehearsal_lines
 
 __all__ = ["RECIPE", "DataSplit", "Sample", "default_recipe", "load_samples", "train_recognizer", "training_device",
            "validation_lines"]
@@ -113,8 +114,9 @@ def train_recognizer(
     data.train += extra_train or []
     rec = {**default_recipe(resolved), **(recipe or {})}
     val = validation_lines(data, int(rec["val_lines"]), seed)
+    data.rehearsal = rehearsal_lines(int(rec.get("rehearse") or 0), seed)
     torch.manual_seed(seed)
-    adapter = adapter_for(family)(resolved, rec, [s.text for s in data.train], device)
+    adapter = adapter_for(family)(resolved, rec, [s.text for s in data.learned()], device)
     not_learnable = _announce(adapter, data, val, report)
 
     optim = configure_optimizer(adapter, rec, accelerator)
@@ -176,6 +178,9 @@ def _announce(adapter: Adapter, data: DataSplit, val: list[Sample], report: Prog
     not_learnable = adapter.unknown_chars([s.text for s in data.train + data.val])
     report({"message": f"{len(data.train)} training lines on {data.train_pages} pages, {len(val)} validation lines"
             f" on {data.val_pages} pages; skipped {data.skipped_empty} empty and {data.skipped_unreadable} unreadable"})
+    if data.rehearsal:
+        report({"message": f"rehearsal: {len(data.rehearsal)} lines of the base's own training data are learned too, so "
+                           "the model keeps the characters your lines lack"})
     for problem in data.problems[:SHOWN_PROBLEMS]:
         report({"message": f"labels: {problem}"})
     if len(data.problems) > SHOWN_PROBLEMS:
@@ -203,12 +208,13 @@ def _manifest(run: Run, out: Path, resolved: str, source: dict, not_learnable: l
                        "pages": data.train_pages, "val_lines": len(run.val), "val_pages": data.val_pages,
                        "skipped_empty": data.skipped_empty, "skipped_unreadable": data.skipped_unreadable,
                        "limit_lines": source["limit_lines"], "seed": source["seed"], "pick": source["pick"],
+                       **({"rehearsal_lines": len(data.rehearsal)} if data.rehearsal else {}),
                        **({"pick_rounds": source["pick_rounds"]} if "pick_rounds" in source else {})},
         "metrics": {"val_cer": state.best_cer, "base_val_cer": state.base_cer,
                     "train_seconds": round(state.elapsed, 1), "wall_seconds": round(time.monotonic() - t0, 1),
                     "set_aside_for_finish_s": round(run.budget.reserved, 1),
                     "finish_s": round(time.monotonic() - run.loop_end, 1),
-                    "steps": state.step, "epochs": round(state.step * recipe["batch_size"] / len(data.train), 2),
+                    "steps": state.step, "epochs": round(state.step * recipe["batch_size"] / len(data.learned()), 2),
                     "stopped": stopped},
         "recipe": {**recipe, "optimizer": "AdamW", "schedule": "linear warm-up + cosine decay over the time budget",
                    "loss": run.adapter.loss_name,

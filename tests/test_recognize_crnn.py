@@ -129,6 +129,13 @@ def test_decoder_choice_stops_trying_settings_at_its_deadline(default):
     assert default.lm is saved  # the recognizer's own character model is back
 
 
+def test_a_decoder_choice_cut_short_has_weighed_every_share_of_the_prior():
+    grid = crnn.decoding_grid(True)
+    assert sorted(grid) == sorted((s, w, b) for s in crnn.WRITER_SHARES for w in crnn.LM_WEIGHTS
+                                  for b in crnn.CHAR_BONUSES)
+    assert {share for share, _, _ in grid[: len(crnn.WRITER_SHARES)]} == set(crnn.WRITER_SHARES)
+
+
 class _ReadsTheText:
     """A recognizer whose frames are the line's text: the best path reads it right, beam search adds `beam_adds`."""
 

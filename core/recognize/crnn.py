@@ -306,9 +306,11 @@ WORD_BONUSES = (1.0, 2.0, 3.0)  # tried once the grid's best setting is known (0
 
 
 def decoding_grid(with_prior: bool) -> list[tuple[float, float, float]]:
-    """The (writer_share, lm_weight, char_bonus) settings `tune_decoding` beam-decodes with."""
+    """The (writer_share, lm_weight, char_bonus) settings `tune_decoding` beam-decodes with, every share in
+    turn: a choice cut short by its deadline has weighed the general-text prior too, not the writer's model
+    alone (which, learned from one subject's pages, misreads the others)."""
     shares = WRITER_SHARES if with_prior else (1.0,)
-    return [(share, w, b) for share in shares for w in LM_WEIGHTS for b in CHAR_BONUSES]
+    return [(share, w, b) for w in LM_WEIGHTS for b in CHAR_BONUSES for share in shares]
 
 
 def tune_decoding(rec: CRNNRecognizer, crops: Sequence, refs: Sequence[str], lm: CharNgramLM,

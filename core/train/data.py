@@ -45,6 +45,11 @@ class DataSplit:
     skipped_unreadable: int = 0
     problems: list[str] = field(default_factory=list)
     pool: list = field(default_factory=list)  # LabelPages: the lines of the split the run keeps no label of
+    rehearsal: list[Sample] = field(default_factory=list)  # the base's own lines (`core.train.rehearsal`)
+
+    def learned(self) -> list[Sample]:
+        """Every line the network trains on: the user's, then the rehearsal lines."""
+        return self.train + self.rehearsal
 
 
 def _held_out(order: list, val_fraction: float) -> int:

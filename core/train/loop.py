@@ -105,11 +105,12 @@ class Run:
 
     def _epoch(self, rng: random.Random) -> bool:
         """One pass over the training lines; True when the loop is over."""
-        for batch in self.adapter.batches(self.data.train, rng):
+        lines = self.data.learned()
+        for batch in self.adapter.batches(lines, rng):
             now = time.monotonic()
             if self._over(now):
                 return True
-            self._train_step(batch, rng, now)
+            self._train_step([lines[i] for i in batch], rng, now)
             if self._validation_due():
                 self._validate()
                 if self.state.bad_vals >= self.recipe["patience"] and not self.keeps_last():
@@ -125,13 +126,12 @@ class Run:
             return True
         return False
 
-    def _train_step(self, batch: list[int], rng: random.Random, now: float) -> None:
+    def _train_step(self, batch: list[Sample], rng: random.Random, now: float) -> None:
         state, recipe = self.state, self.recipe
         lr = lr_at(self.budget.fraction(now, state.step, recipe["max_steps"]), recipe)
         for group in self.optim.param_groups:
             group["lr"] = lr
-        loss = optimizer_step(self.adapter, self.optim, self.accelerator, [self.data.train[i] for i in batch], rng,
-                              recipe["grad_clip"])
+        loss = optimizer_step(self.adapter, self.optim, self.accelerator, batch, rng, recipe["grad_clip"])
         if math.isfinite(loss):
             self.losses.append(loss)
         state.step += 1

@@ -19,6 +19,7 @@ RECIPE = {
     "freeze_convs": 0,  # leading conv layers kept frozen (english_g2's entry freezes 3)
     "grad_clip": 5.0,
     "patience": 6,  # validations without improvement before stopping early
+    "rehearse": 0,  # lines of the base's own training data mixed in (self-training: 150; core.train.rehearsal)
     "keep": "best",  # the weights a run keeps: the "best" validated, or the "last" (no early stop; decision 0010)
     "val_lines": 200,  # validation is capped so it stays a small share of the budget
     "min_steps_per_val": 40,

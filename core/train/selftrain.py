@@ -32,6 +32,7 @@ KEEP_SHARE = 0.6  # the most confident share of the pool's readings that the stu
 UNSURE_PAGE_SHARE = 0.25
 COLLAPSE_SHARE = 0.03  # a reading on more than this share of the kept lines (and on 5+) is a collapse
 READ_CHUNK = 64
+REHEARSE = 150  # lines of the base's own training data in each fine-tune (core.train.rehearsal)
 
 
 def pool_crops(pages: Sequence, rng: random.Random) -> list[Sample]:
@@ -114,7 +115,7 @@ def self_train(labels: str | Path, out: Path, max_minutes: float, progress: Prog
     kw = {"split": "train", "val_fraction": 0.1, "limit_lines": None, "seed": 0, "pick": "random", "base": "default",
           **train_kwargs}
     kw["pick_model"] = kw.get("pick_model") or kw["base"]  # the student's base is the teacher, not what picked
-    kw["recipe"] = {"keep": "last", **(kw.get("recipe") or {})}  # both fine-tunes, unless told otherwise
+    kw["recipe"] = {"keep": "last", "rehearse": REHEARSE, **(kw.get("recipe") or {})}  # both, unless told otherwise
     configure_process(threads=kw.get("threads"))
     t0 += select.replay_queue(labels, kw["split"], kw["pick"], kw["limit_lines"], kw["pick_model"], report)
     out = Path(out).expanduser().resolve()
