@@ -114,7 +114,7 @@ def train_recognizer(
     data.train += extra_train or []
     rec = {**default_recipe(resolved), **(recipe or {})}
     val = validation_lines(data, int(rec["val_lines"]), seed)
-    data.rehearsal = rehearsal_lines(int(rec.get("rehearse") or 0), seed)
+    data.rehearsal = rehearsal_lines(int(rec["rehearse"]), seed)
     torch.manual_seed(seed)
     adapter = adapter_for(family)(resolved, rec, [s.text for s in data.learned()], device)
     not_learnable = _announce(adapter, data, val, report)

@@ -19,14 +19,14 @@ from pathlib import Path
 
 from train_recognizer_base import ccby_sets
 
-from core.labels import iter_line_crops, read_labels
+from core.labels import LabelLine, LabelPage, iter_line_crops, read_labels
 from core.recognize.preprocess import to_gray
 from core.train.rehearsal import MANIFEST_KIND
 
 HEIGHT = 48  # the shipped recognizer's input height: stored larger would only be scaled down
 
 
-def sampled_lines(ccby: Path, count: int, seed: int) -> list[tuple[str, object, str]]:
+def sampled_lines(ccby: Path, count: int, seed: int) -> list[tuple[str, LabelLine, LabelPage]]:
     """(set name, LabelLine, page) for `count` seeded random handwritten lines across the sets."""
     found = []
     for labels in ccby_sets(ccby):

@@ -2,10 +2,10 @@
 
 A fine-tune on the first pages of one notebook forgets the characters those lines lack: after
 one, the characters its labelled lines never held (capitals, '/', brackets) came out wrong 95 %
-of the time, against 49 % for the base, and its pseudo-labels taught the student the same. A seeded sample of the CC BY 4.0
-handwritten lines the base learned from (`models/rehearsal-lines`, built by
-`scripts/make_rehearsal_lines.py`), mixed into the training lines, keeps those characters alive
-(decision 0010). They train the network only: the writer's character model, the validation and
+of the time, against 49 % for the base, and its pseudo-labels taught the student the same. A
+seeded sample of the CC BY 4.0 handwritten lines the base learned from (`models/rehearsal-lines`,
+built by `scripts/make_rehearsal_lines.py`), mixed into the training lines, keeps those
+characters alive (decision 0010). They train the network only: the writer's character model, the validation and
 the manifest's line counts are the user's lines alone.
 """
 
