@@ -23,7 +23,7 @@ more = st.number_input("Forecast: with this many more confirmed lines", 0, 100_0
 fm = review.forecast(store, t["train"] + int(more))
 st.caption(f"Now: {fc['message']}. With {int(more)} more: {fm['message']}." if fc["ok"] else fc["message"] + ".")
 st.caption("What the order of corrections buys, measured on one writer's notes (docs/decisions/0013): 250 lines "
-           "taken from **what to fix next** (Dataset page) plus self-training read new pages at 7.1 % character "
+           "taken from **what to fix next** (Dataset page) plus self-training read new pages at 7.2 % character "
            "error (its first 125 lines: 7.6 %; 100 lines: 8.0 %), against 11.1 % for the first 250 lines of "
            "the first pages alone (8.5–9.3 % with self-training) and 6.5 % with all 3,284 lines: a first "
            "fine-tune pays early. "

@@ -158,3 +158,15 @@ def test_decoder_choice_keeps_the_beam_on_a_tie_and_drops_it_when_the_best_path_
     lm = CharNgramLM.train(texts * 3, 3)
     assert crnn.tune_decoding(_ReadsTheText(""), texts, texts, lm)["beam"] == crnn.DEFAULT_DECODING["beam"] > 0
     assert crnn.tune_decoding(_ReadsTheText("x"), texts, texts, lm)["beam"] == 0
+
+
+def test_beam_search_is_dropped_only_for_a_loss_beyond_the_noise_of_the_validation_lines():
+    refs = [f"line {i} of the page" for i in range(40)]
+    one_slip = [r + "x" if i == 0 else r for i, r in enumerate(refs)]  # worse on one line of 40: noise
+    every_line = [r + "x" for r in refs]
+    mixed = [r + "x" if i % 2 else r[1:] + "!" for i, r in enumerate(refs)]  # worse everywhere, unevenly
+    assert not crnn.beam_loses(refs, refs, one_slip)
+    assert crnn.beam_loses(refs, refs, every_line) and crnn.beam_loses(refs, refs, mixed)
+    assert not crnn.beam_loses(refs, one_slip, refs)  # the beam reads better
+    assert not crnn.beam_loses(refs, refs, refs)  # a tie keeps the beam
+    assert crnn.beam_loses(refs[:1], refs[:1], one_slip[:1])  # one line: any loss counts

@@ -47,11 +47,13 @@ class TimeBudget:
         """Keep time for the finish and move the loop's deadline (and the schedule's end) to match.
 
         The estimate gets a margin (FINISH_MARGIN) plus the longest step so far, because a step that
-        starts just before the deadline runs past it, and a batch of wide lines takes longer than most.
+        starts just before the deadline runs past it, and a batch of wide lines takes longer than most,
+        plus SAVE_SECONDS, which the decoder's choice leaves for writing the model (without them a run
+        validated on 45 lines once had time for 1 of the choice's 51 settings).
         Called again at every validation: decoding gets faster as the network learns.
         """
         left = self.end - time.monotonic()
-        self.reserved = min(FINISH_MARGIN * finish_estimate() + step_seconds, max(0.0, left) / 2)
+        self.reserved = min(FINISH_MARGIN * finish_estimate() + step_seconds + SAVE_SECONDS, max(0.0, left) / 2)
         self.deadline = self.end - self.reserved if left > 0 else time.monotonic()
         self.loop_seconds = max(1e-6, self.trained_before + self.deadline - self.loop_start)
 
