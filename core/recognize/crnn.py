@@ -320,10 +320,11 @@ def tune_decoding(rec: CRNNRecognizer, crops: Sequence, refs: Sequence[str], lm:
     """Choose how much beam search trusts `lm` (and its prior), on held-out lines never in `lm`.
 
     Returns the decoding settings with `val_cer_greedy`, `val_cer_beam` and every setting's CER
-    (`tried`); `beam` is 0 when the best path beats every setting on these lines. The word bonus is
-    swept after the grid, at its best setting (a full cross would take four times as long).
-    Past `deadline` (a `time.monotonic()` value) no further setting is tried: a time-boxed
-    training run ends on time on a slower machine too (`settings_skipped` counts what was left).
+    (`tried`); `beam` is 0 when the best path reads these lines better beyond their noise
+    (`beam_loses`). The word bonus is swept after the grid, at its best setting (a full cross would
+    take four times as long). Past `deadline` (a `time.monotonic()` value) no further setting is
+    tried: a time-boxed training run ends on time on a slower machine too (`settings_skipped`
+    counts what was left).
     """
     from core.metrics import cer
 
