@@ -39,15 +39,14 @@ def sampled_lines(ccby: Path, count: int, seed: int) -> list[tuple[str, LabelLin
 def write_set(ccby: Path, out: Path, count: int, seed: int) -> int:
     """Cut the sampled lines into `out` (images + lines.jsonl + inkscribe.json); returns the lines written."""
     picked = sampled_lines(ccby, count, seed)
-    wanted = {id(line) for _, line, _ in picked}
-    set_of = {id(line): name for name, line, _ in picked}
+    set_of = {id(line): name for name, line, _ in picked}  # the picked lines, with their set
     pages = list({id(page): page for _, _, page in picked}.values())
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     rows = []
     for _, line, crop in iter_line_crops(pages):
-        if id(line) not in wanted:
+        if id(line) not in set_of:
             continue
         gray = to_gray(crop)
         if gray.height > HEIGHT:
