@@ -17,8 +17,11 @@ from core.geometry import bbox
 from core.layout import rows
 from core.types import Line, PageResult
 
-BULLET_CHARS = "•·▪◦○●‣⁃-*–—>→"
-_BULLET_RE = re.compile(rf"^\s*[{re.escape(BULLET_CHARS)}]\)?\s*")
+BULLET_CHARS = "•·▪◦○●‣⁃*–—>→"
+# A bullet too, unless a digit or another mark follows: "-5" and ".5" are numbers, "..." and "->" are not bullets.
+# Handwritten bullet dots are read as "." (and labelled so) as often as "•" or "·".
+SIGN_BULLETS = "-."
+_BULLET_RE = re.compile(rf"^\s*(?:[{re.escape(BULLET_CHARS)}]|[{re.escape(SIGN_BULLETS)}](?![\d.\->]))\)?\s*")
 _NUMBERED_RE = re.compile(r"^\s*(\d{1,3}|[a-zA-Z])[.)]\s+")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|])")
 
