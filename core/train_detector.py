@@ -331,7 +331,8 @@ def train_detector(
     `out` defaults to the next `detector-vN` under the models dir; an existing directory is
     never overwritten. An interrupted run of the same job resumes from its last epoch. The base's
     second small-box read is kept unless `small_read` says otherwise (`carried_small_read`). It trains
-    on `device` (None: the `device` setting).
+    on `device` (None: the `device` setting) with `threads` (None: the `train_threads` setting, as
+    the app's job, the CLI and a benchmark alike; ultralytics alone would take one core of two).
     """
     device = resolve_device(device)  # a device not here is refused before any work
     labels = Path(labels)
@@ -366,7 +367,8 @@ def train_detector(
     hyp = {"lr0": 0.002, "warmup_epochs": 0.5, "optimizer": "AdamW"} if start_from != SCRATCH else {}
     best, info = run_yolo(
         start_from, data, work, imgsz=imgsz, epochs=200, minutes=max_minutes, batch=batch, hyp=hyp,
-        progress=progress, should_stop=should_stop, resume=resume, threads=threads, device=device,
+        progress=progress, should_stop=should_stop, resume=resume, threads=threads or settings.train_threads,
+        device=device,
     )
     reading = {"imgsz": predict_imgsz, "conf": float(base_manifest.get("conf", 0.25)),
                "iou": float(base_manifest.get("iou", 0.5)), "squeeze_x": predict_squeeze_x}

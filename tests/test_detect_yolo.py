@@ -111,6 +111,29 @@ def test_never_overwrites(tiny_model, labels):
     assert (path / "weights.pt").stat().st_mtime_ns == before
 
 
+
+def test_training_takes_the_train_threads_setting_unless_told(home, labels, tmp_path, monkeypatch):
+    """The CLI passes no thread count: it must train as the app's job does, not on ultralytics' one core."""
+    import core.train_detector as td
+    from core.settings import reset_settings
+
+    asked = []
+
+    def fake_run(*args, threads=None, **kwargs):
+        asked.append(threads)
+        raise CancelledError("stop before training")
+
+    with monkeypatch.context() as m:
+        m.setattr(td, "run_yolo", fake_run)
+        m.setenv("INKSCRIBE_TRAIN_THREADS", "3")
+        reset_settings()
+        for n, given in enumerate((None, 1)):
+            with pytest.raises(CancelledError):
+                td.train_detector(labels, base="yolo11n.yaml", max_minutes=0.05, out=tmp_path / f"d{n}",
+                                  imgsz=160, threads=given)
+    reset_settings()
+    assert asked == [3, 1]
+
 def test_cancel_writes_nothing(home, labels, tmp_path):
     from core.train_detector import train_detector
 
