@@ -111,7 +111,6 @@ def test_never_overwrites(tiny_model, labels):
     assert (path / "weights.pt").stat().st_mtime_ns == before
 
 
-
 def test_training_takes_the_train_threads_setting_unless_told(home, labels, tmp_path, monkeypatch):
     """The CLI passes no thread count: it must train as the app's job does, not on ultralytics' one core."""
     import core.train_detector as td
@@ -133,6 +132,7 @@ def test_training_takes_the_train_threads_setting_unless_told(home, labels, tmp_
                                   imgsz=160, threads=given)
     reset_settings()
     assert asked == [3, 1]
+
 
 def test_cancel_writes_nothing(home, labels, tmp_path):
     from core.train_detector import train_detector

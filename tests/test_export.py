@@ -25,7 +25,6 @@ def test_markdown_has_heading_page_markers_bullets_and_nesting():
     assert "plain  " in md and "second page" in md
 
 
-
 def test_a_leading_dot_or_dash_is_a_bullet_unless_a_number_or_mark_follows():
     texts = [". Decoder: n inputs", ".Note: 3 bits", "-5 V is low", ".5 of them", "... and so on", "-> next", "- item"]
     lines = [ln(10, 40 * i, 400, 40 * i + 30, t) for i, t in enumerate(texts)]
@@ -33,6 +32,7 @@ def test_a_leading_dot_or_dash_is_a_bullet_unless_a_number_or_mark_follows():
     assert "- Decoder: n inputs" in md and "- Note: 3 bits" in md and "- item" in md
     assert "-5 V is low  " in md and ".5 of them  " in md and "... and so on  " in md
     assert "-\\> next  " in md
+
 
 def test_markdown_never_invents_text_and_escapes():
     md = to_markdown([page([ln(10, 0, 400, 30, "# not a heading"), ln(10, 40, 400, 70, "a*b*c")])])
